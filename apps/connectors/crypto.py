@@ -1,0 +1,28 @@
+"""Secrets at rest: MultiFernet over DOORSTEP_ENCRYPTION_KEYS (newest first), so keys rotate without downtime."""
+
+import json
+
+from cryptography.fernet import Fernet, MultiFernet
+from django.conf import settings
+
+
+def _fernet() -> MultiFernet:
+    keys = settings.DOORSTEP_ENCRYPTION_KEYS
+    if not keys:
+        raise RuntimeError("DOORSTEP_ENCRYPTION_KEYS is empty: set at least one Fernet key")
+    return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
+
+
+def encrypt_secrets(secrets: dict) -> str:
+    return _fernet().encrypt(json.dumps(secrets, sort_keys=True).encode()).decode()
+
+
+def decrypt_secrets(token: str) -> dict:
+    if not token:
+        return {}
+    return json.loads(_fernet().decrypt(token.encode()))
+
+
+def rotate(token: str) -> str:
+    """Re-encrypt under the newest key."""
+    return _fernet().rotate(token.encode()).decode() if token else token

@@ -1,0 +1,131 @@
+"""What every API answer has in common: JSON errors naming the field, and Idempotency-Key replay."""
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError, transaction
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .exceptions import ServiceError
+from .models import IdempotencyRecord
+
+
+def _flatten(detail, prefix="") -> list[dict]:
+    """DRF's nested error detail as a flat list of {"field", "message"}."""
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            errors += _flatten(value, f"{prefix}.{name}" if prefix and name else (name or prefix))
+        return errors
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return [{"field": prefix or None, "message": str(item)} for item in detail]
+        errors = []
+        for index, item in enumerate(detail):
+            errors += _flatten(item, f"{prefix}[{index}]")
+        return errors
+    return [{"field": prefix or None, "message": str(detail)}]
+
+
+def error_body(code: str, errors: list[dict]) -> dict:
+    return {"error": code, "detail": errors[0]["message"] if errors else code, "errors": errors}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        return Response(error_body(exc.code, [{"field": exc.field, "message": exc.message}]), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("too_large", [{"field": None, "message": "The request body is too large."}]),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    if isinstance(exc, exceptions.ValidationError):
+        code = "invalid"
+    elif not isinstance(code, str):
+        code = "error"
+    response.data = error_body(code, _flatten(response.data.get("detail", response.data)
+                                              if isinstance(response.data, dict) and "detail" in response.data
+                                              else response.data))
+    return response
+
+
+def json_error_view(status_code: int, code: str, message: str):
+    def view(request, exception=None):
+        return JsonResponse(error_body(code, [{"field": None, "message": message}]), status=status_code)
+
+    return view
+
+
+class ApiBodyLimitMiddleware:
+    """Oversized API bodies get a JSON 413 before anything reads them (PITFALLS #7)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                return JsonResponse(
+                    error_body("too_large", [{"field": None, "message": (
+                        f"The request body is {length} bytes; the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE}."
+                    )}]),
+                    status=413,
+                )
+        return self.get_response(request)
+
+
+def idempotent(scope: str, request, handler) -> Response:
+    """Run `handler()` once per (caller, Idempotency-Key). A repeat with the same body gets the first
+    response and creates nothing; the same key with a different body is a 422."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        return handler()
+    if len(key) > 255:
+        raise ServiceError("The Idempotency-Key header is longer than 255 characters.", field="Idempotency-Key")
+    owner = f"key:{request.auth.pk}" if hasattr(request.auth, "key_digest") else f"user:{request.user.pk}"
+    body_hash = hashlib.sha256(json.dumps(request.data, sort_keys=True, default=str).encode()).hexdigest()
+
+    def replay(record):
+        if record.request_hash != body_hash:
+            raise ServiceError(
+                "This Idempotency-Key was used with a different request body.",
+                field="Idempotency-Key",
+                code="idempotency_key_reused",
+            ) from None
+        return Response(record.response_body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
+
+    existing = IdempotencyRecord.objects.filter(scope=scope, owner=owner, key=key).first()
+    if existing is not None:
+        return replay(existing)
+    try:
+        with transaction.atomic():
+            response = handler()
+            if response.status_code < 500:
+                IdempotencyRecord.objects.create(scope=scope, owner=owner, key=key, request_hash=body_hash,
+                                                 status_code=response.status_code, response_body=response.data)
+    except IntegrityError:
+        # A concurrent request with the same key won; answer what it answered.
+        return replay(IdempotencyRecord.objects.get(scope=scope, owner=owner, key=key))
+    return response
+
+
+class IdCursorPagination(CursorPagination):
+    """Keyset pagination, newest first: no COUNT(*) on big tables (PITFALLS #4)."""
+
+    ordering = "-pk"
+    page_size = 50

@@ -1,0 +1,28 @@
+from django.db import models
+
+from apps.core import clock
+
+
+class Delivery(models.Model):
+    """One attempt-tracked hand-over of an approved output to one destination; never twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Delivered"
+        FAILED = "failed", "Failed"
+
+    recommendation = models.ForeignKey("workflows.Recommendation", on_delete=models.PROTECT, related_name="deliveries")
+    destination = models.ForeignKey("connectors.Destination", on_delete=models.PROTECT, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    external_id = models.CharField(max_length=120, blank=True)
+    last_response = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=clock.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["recommendation", "destination"], name="delivery_once_per_destination")
+        ]

@@ -1,0 +1,17 @@
+from celery import shared_task
+
+from apps.connectors.clients.errors import ConnectorError
+
+from . import services
+
+
+@shared_task(bind=True, acks_late=True, max_retries=services.MAX_ATTEMPTS)
+def delivery_send_task(self, delivery_id: int):
+    """Retries with exponential backoff for hours (capped), then records the failure."""
+    try:
+        services.delivery_send(delivery_id=delivery_id)
+    except ConnectorError as exc:
+        if self.request.retries >= self.max_retries:
+            services.delivery_give_up(delivery_id=delivery_id, error=str(exc))
+            return
+        raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 3600)) from exc

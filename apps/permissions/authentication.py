@@ -1,0 +1,33 @@
+from datetime import timedelta
+
+from rest_framework import authentication, exceptions
+
+from apps.core import clock
+
+from .models import ApiKey, digest
+
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <key>`; request.auth is the ApiKey, request.user its owner."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1").split()
+        if not header or header[0] != self.keyword:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <key>'.")
+        key = ApiKey.objects.select_related("user").filter(key_digest=digest(header[1])).first()
+        if key is None or not key.is_usable() or not key.user.is_active:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
+        now = clock.now()
+        # Coarse last-used time: one write a minute per key, not one per request.
+        if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        return key.user, key
+
+    def authenticate_header(self, request):
+        return self.keyword

@@ -1,0 +1,105 @@
+"""Evaluating a policy version on one output: CEL conditions compiled once, strongest effect wins.
+
+A rule whose condition cannot be evaluated (missing field, wrong type) sends the output to review:
+an error must never let an output through unchecked.
+"""
+
+import functools
+import time
+from dataclasses import dataclass, field
+
+import cel
+
+from . import pii
+from .models import PolicyVersion, Rule
+
+VARIABLES = ("output", "context", "action", "use_case", "subject", "signals")
+
+
+class ConditionError(ValueError):
+    pass
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_condition(condition: str):
+    try:
+        program = cel.compile(condition)
+    except ValueError as exc:
+        raise ConditionError(str(exc)) from exc
+    unknown = set(program.variables()) - set(VARIABLES)
+    if unknown:
+        raise ConditionError(f"Unknown variable(s): {', '.join(sorted(unknown))}. Use {', '.join(VARIABLES)}.")
+    return program
+
+
+@dataclass
+class Verdict:
+    effect: str
+    fired: list[dict] = field(default_factory=list)
+    signals: dict = field(default_factory=dict)
+    output: dict = field(default_factory=dict)
+    redactions: int = 0
+    duration_us: int = 0
+
+
+@functools.lru_cache(maxsize=256)
+def _version_rules(version_id: int) -> tuple:
+    """Rules of a version: immutable once the version left draft, so cached by id."""
+    return tuple(
+        (rule.pk, rule.name, rule.effect, rule.condition)
+        for rule in Rule.objects.filter(version_id=version_id).order_by("order", "pk")
+    )
+
+
+def rules_for(version: PolicyVersion) -> tuple:
+    if version.state == PolicyVersion.State.DRAFT:
+        _version_rules.cache_clear()
+    return _version_rules(version.pk)
+
+
+def evaluate(version: PolicyVersion | None, *, output: dict, context: dict, action: dict, use_case: dict,
+             subject: str, confidence: float | None, freshness: str, cost: float) -> Verdict:
+    started = time.perf_counter_ns()
+    text = str(output.get("text", ""))
+    findings = pii.scan(text)
+    signals = {
+        "pii_kinds": sorted({f.kind for f in findings}),
+        "pii_count": len(findings),
+        "freshness": freshness,
+        "cost": cost,
+        "confidence": confidence if confidence is not None else 0.0,
+    }
+    variables = {
+        "output": output,
+        "context": context,
+        "action": action,
+        "use_case": use_case,
+        "subject": subject,
+        "signals": signals,
+    }
+    fired: list[dict] = []
+    effect = Rule.Effect.ALLOW
+    rules = rules_for(version) if version is not None else ()
+    for rule_id, name, rule_effect, condition in rules:
+        try:
+            matched = compile_condition(condition).execute(variables) is True
+        except Exception as exc:  # noqa: BLE001 - CEL raises KeyError/TypeError/ValueError; all fail safe
+            fired.append({"rule_id": rule_id, "name": name, "effect": Rule.Effect.REVIEW, "error": str(exc)})
+            effect = max(effect, Rule.Effect.REVIEW, key=Rule.STRENGTH.get)
+            continue
+        if matched:
+            fired.append({"rule_id": rule_id, "name": name, "effect": rule_effect})
+            effect = max(effect, rule_effect, key=Rule.STRENGTH.get)
+    final_output = dict(output)
+    redactions = 0
+    if any(f["effect"] == Rule.Effect.REDACT for f in fired) and findings:
+        final_output["text"] = pii.redact(text, findings)
+        redactions = len(findings)
+    return Verdict(
+        effect=str(effect),
+        fired=fired,
+        signals=signals,
+        output=final_output,
+        redactions=redactions,
+        duration_us=(time.perf_counter_ns() - started) // 1000,
+    )

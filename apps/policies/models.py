@@ -1,0 +1,123 @@
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
+
+from apps.core import clock
+from apps.core.models import TimeStampedModel
+
+
+class Policy(TimeStampedModel):
+    """Versioned rules on AI outputs; one version is active at a time."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+        permissions = [("approve_policy", "Approve versions of the policy")]
+
+    def __str__(self):
+        return self.name
+
+
+class PolicyUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Policy, on_delete=models.CASCADE)
+
+
+class PolicyGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Policy, on_delete=models.CASCADE)
+
+
+class PolicyVersion(TimeStampedModel):
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        IN_REVIEW = "in_review", "In review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    note = models.TextField(blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["policy", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="policy_version_unique_number"),
+            models.UniqueConstraint(
+                fields=["policy"], condition=models.Q(state="active"), name="policy_one_active_version"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.policy.name} v{self.number}"
+
+
+class Rule(models.Model):
+    """A CEL condition and the effect it has when true; rules are evaluated in order."""
+
+    class Effect(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        REDACT = "redact", "Redact"
+        REVIEW = "review", "Require review"
+        BLOCK = "block", "Block"
+
+    # Strongest first: the verdict is the strongest effect among the rules that fired.
+    STRENGTH = {Effect.ALLOW: 0, Effect.REDACT: 1, Effect.REVIEW: 2, Effect.BLOCK: 3}
+
+    version = models.ForeignKey(PolicyVersion, on_delete=models.CASCADE, related_name="rules")
+    order = models.PositiveSmallIntegerField(default=0)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    condition = models.TextField(help_text="CEL over output, context, action, use_case, subject, signals")
+    effect = models.CharField(max_length=10, choices=Effect.choices)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["version", "order", "pk"]
+
+    def __str__(self):
+        return self.name
+
+
+class PolicyDecision(models.Model):
+    """The verdict of one policy version on one recommendation, naming the rules that fired."""
+
+    recommendation = models.OneToOneField(
+        "workflows.Recommendation", on_delete=models.PROTECT, related_name="policy_decision"
+    )
+    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    effect = models.CharField(max_length=10, choices=Rule.Effect.choices)
+    fired_rules = models.JSONField(default=list)
+    signals = models.JSONField(default=dict)
+    redactions = models.PositiveIntegerField(default=0)
+    evaluated_at = models.DateTimeField(default=clock.now)
+    duration_us = models.PositiveIntegerField(default=0)
+
+
+class Approval(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField()
+    at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "approver"], name="approval_one_per_approver")]

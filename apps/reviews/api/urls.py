@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("review-tasks", views.ReviewTaskListView.as_view(), name="api-review-task-list"),
+    path("review-tasks/<int:pk>", views.ReviewTaskDetailView.as_view(), name="api-review-task-detail"),
+    path("review-tasks/<int:pk>/decision", views.ReviewTaskDecisionView.as_view(), name="api-review-task-decision"),
+]

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("use-cases", views.UseCaseListView.as_view(), name="api-use-case-list"),
+    path("recommendations", views.RecommendationListCreateView.as_view(), name="api-recommendation-list"),
+    path("recommendations/batch", views.RecommendationBatchView.as_view(), name="api-recommendation-batch"),
+    path("recommendations/<int:pk>", views.RecommendationDetailView.as_view(), name="api-recommendation-detail"),
+    path("runs", views.RunListCreateView.as_view(), name="api-run-list"),
+    path("runs/<int:pk>", views.RunDetailView.as_view(), name="api-run-detail"),
+]

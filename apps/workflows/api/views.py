@@ -1,0 +1,170 @@
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.actors import Actor
+from apps.core.api import idempotent
+from apps.core.exceptions import NotFound, ServiceError
+from apps.permissions.models import ApiKey
+from apps.workflows import selectors, services
+from apps.workflows.models import Run, UseCase
+
+from .serializers import (
+    RecommendationBatchInSerializer,
+    RecommendationInSerializer,
+    RecommendationSerializer,
+    RunInSerializer,
+    RunSerializer,
+    UseCaseSerializer,
+)
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="A repeat with the same key and body returns the first response and creates nothing.",
+)
+
+
+def _use_case(user, slug: str, *, field: str = "use_case") -> UseCase:
+    """A use case the caller may view; an unknown and an invisible slug answer the same."""
+    use_case = selectors.use_case_list(user=user).filter(slug=slug).first()
+    if use_case is None:
+        raise ServiceError(f"No use case {slug!r} that you can access.", field=field, code="not_found")
+    return use_case
+
+
+def _submit(request, data: dict):
+    return services.recommendation_submit(
+        actor=Actor.from_request(request),
+        use_case=_use_case(request.user, data["use_case"]),
+        subject_key=data["subject"],
+        content=data["content"],
+        confidence=data.get("confidence"),
+        proposed_action=data.get("proposed_action") or {},
+        cost=data.get("cost"),
+        producer=data.get("producer") or "external",
+        context=data.get("context") or {},
+    )
+
+
+class UseCaseListView(generics.ListAPIView):
+    serializer_class = UseCaseSerializer
+    required_scope = ApiKey.Scope.READ
+
+    def get_queryset(self):
+        return selectors.use_case_list(user=self.request.user).order_by("pk")
+
+
+class RecommendationListCreateView(APIView):
+    required_scope = {"GET": ApiKey.Scope.READ, "POST": ApiKey.Scope.RECOMMENDATIONS_WRITE}
+
+    @extend_schema(responses=RecommendationSerializer(many=True))
+    def get(self, request):
+        queryset = selectors.recommendation_list(user=request.user).select_related(
+            "use_case", "policy_decision", "policy_version__policy"
+        ).order_by("-pk")[:100]
+        return Response(RecommendationSerializer(queryset, many=True).data)
+
+    @extend_schema(request=RecommendationInSerializer, responses={201: RecommendationSerializer},
+                   parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request):
+        def handler():
+            serializer = RecommendationInSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            recommendation = _submit(request, serializer.validated_data)
+            return Response(RecommendationSerializer(recommendation).data, status=status.HTTP_201_CREATED)
+
+        return idempotent("recommendations", request, handler)
+
+
+class RecommendationBatchView(APIView):
+    """Up to 1,000 outputs in one request; each item stands alone and the answer reports each."""
+
+    required_scope = ApiKey.Scope.RECOMMENDATIONS_WRITE
+
+    @extend_schema(request=RecommendationBatchInSerializer, parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request):
+        def handler():
+            items = request.data.get("items") if isinstance(request.data, dict) else None
+            if not isinstance(items, list) or not items:
+                raise ServiceError('Send {"items": [...]} with 1 to 1000 items.', field="items")
+            if len(items) > 1000:
+                raise ServiceError(f"{len(items)} items; the limit is 1000 per request.", field="items")
+            results, created = [], 0
+            use_cases: dict[str, UseCase] = {}
+            for index, item in enumerate(items):
+                serializer = RecommendationInSerializer(data=item)
+                if not serializer.is_valid():
+                    errors = [{"field": f"items[{index}].{name}", "message": str(messages[0])}
+                              for name, messages in serializer.errors.items()]
+                    results.append({"index": index, "status": "error", "errors": errors})
+                    continue
+                data = serializer.validated_data
+                try:
+                    if data["use_case"] not in use_cases:
+                        use_cases[data["use_case"]] = _use_case(request.user, data["use_case"])
+                    with transaction.atomic():
+                        recommendation = services.recommendation_submit(
+                            actor=Actor.from_request(request), use_case=use_cases[data["use_case"]],
+                            subject_key=data["subject"], content=data["content"], confidence=data.get("confidence"),
+                            proposed_action=data.get("proposed_action") or {}, cost=data.get("cost"),
+                            producer=data.get("producer") or "external", context=data.get("context") or {},
+                        )
+                except ServiceError as exc:
+                    field = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"
+                    results.append({"index": index, "status": "error",
+                                    "errors": [{"field": field, "message": exc.message}]})
+                    continue
+                created += 1
+                results.append({"index": index, "status": "created", "id": recommendation.pk,
+                                "recommendation_status": recommendation.status})
+            code = status.HTTP_201_CREATED if created == len(items) else status.HTTP_207_MULTI_STATUS
+            if created == 0:
+                code = status.HTTP_400_BAD_REQUEST
+            return Response({"created": created, "failed": len(items) - created, "results": results}, status=code)
+
+        return idempotent("recommendations-batch", request, handler)
+
+
+class RecommendationDetailView(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(responses=RecommendationSerializer)
+    def get(self, request, pk: int):
+        recommendation = selectors.recommendation_list(user=request.user).select_related(
+            "use_case", "policy_decision", "policy_version__policy"
+        ).filter(pk=pk).first()
+        if recommendation is None:
+            raise NotFound("No such recommendation, or you may not see it.")
+        return Response(RecommendationSerializer(recommendation).data)
+
+
+class RunListCreateView(APIView):
+    required_scope = {"GET": ApiKey.Scope.READ, "POST": ApiKey.Scope.RUNS_WRITE}
+
+    @extend_schema(request=RunInSerializer, responses={202: RunSerializer}, parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request):
+        def handler():
+            serializer = RunInSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            run = services.run_request(actor=Actor.from_request(request), use_case=_use_case(request.user,
+                                       data["use_case"]), subject_key=data["subject"], trigger=Run.Trigger.API)
+            run.refresh_from_db()
+            return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+        return idempotent("runs", request, handler)
+
+
+class RunDetailView(APIView):
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(responses=RunSerializer)
+    def get(self, request, pk: int):
+        run = selectors.run_list(user=request.user).select_related("use_case", "recommendation").filter(pk=pk).first()
+        if run is None:
+            raise NotFound("No such run, or you may not see it.")
+        return Response(RunSerializer(run).data)
+
+

@@ -1,0 +1,89 @@
+"""90 days of activity, produced by running the real services on a simulated clock."""
+
+import datetime as dt
+import random
+
+from django.db import transaction
+
+from apps.core import clock
+from apps.core.actors import Actor
+from apps.delivery.services import feedback_record
+from apps.reviews.models import ReviewTask, ReviewVerdict
+from apps.reviews.services import review_task_claim, review_task_decide
+from apps.workflows.models import Recommendation, Run
+from apps.workflows.services import run_request
+
+
+def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=print) -> dict:
+    rng = random.Random(seed)
+    counts = {"runs": 0, "reviewed": 0, "feedback": 0}
+    reviewers = {world.churn_queue.pk: world.reviewer, world.replies_queue.pk: world.support_lead}
+    integrator = Actor(user=world.integrator)
+    subjects = {world.churn: [f"ACC-{i:04d}" for i in range(1, 401)],
+                world.replies: [f"TCK-{i:04d}" for i in range(1, 401)]}
+    start = (end - dt.timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    for day in range(days):
+        progress = day / max(days - 1, 1)  # adoption grows over the quarter
+        for use_case, base in ((world.churn, 4), (world.replies, 7)):
+            for _ in range(base + int(progress * base)):
+                at = start + dt.timedelta(days=day, hours=rng.uniform(8, 18))
+                if at >= end:
+                    continue
+                with clock.simulated(at):
+                    run = run_request(actor=integrator, use_case=use_case, subject_key=rng.choice(subjects[use_case]),
+                                      trigger=Run.Trigger.SCHEDULE)
+                counts["runs"] += 1
+                recommendation = Recommendation.objects.filter(run=run).select_related("review_task").first()
+                if recommendation is None:
+                    continue
+                if recommendation.status == Recommendation.Status.QUEUED:
+                    at = _review(recommendation.review_task, reviewers, at, rng, progress, end)
+                    counts["reviewed"] += at is not None
+                    recommendation.refresh_from_db()
+                if at is not None and recommendation.status == Recommendation.Status.DELIVERED:
+                    counts["feedback"] += _feedback(recommendation, integrator, at, rng, progress, end)
+        if day % 15 == 14:
+            log(f"  simulated day {day + 1}/{days}: {counts}")
+    return counts
+
+
+def _review(task: ReviewTask, reviewers: dict, at, rng, progress, end):
+    at = at + dt.timedelta(minutes=rng.uniform(5, 240 - 150 * progress))
+    if at >= end:
+        return None  # still waiting in the queue today
+    actor = Actor(user=reviewers[task.queue_id])
+    seconds = rng.uniform(20, 140 - 60 * progress)
+    roll = rng.random()
+    with clock.simulated(at - dt.timedelta(seconds=seconds)):
+        review_task_claim(actor=actor, task=task)
+    with clock.simulated(at), transaction.atomic():
+        text = task.recommendation.text
+        if roll < 0.12:
+            review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.REJECT, seconds_spent=seconds,
+                               reason_code=rng.choice(["inaccurate", "stale_data", "tone", "policy"]))
+        elif roll < 0.3:
+            edited = text.replace("this week", "today").replace("Best regards", "Kind regards") + " (checked)"
+            review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.EDIT, edited_text=edited,
+                               seconds_spent=seconds)
+        else:
+            review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.APPROVE, seconds_spent=seconds)
+    return at
+
+
+def _feedback(recommendation, actor, at, rng, progress, end) -> int:
+    sent = 0
+    accept_rate = 0.45 + 0.3 * progress
+    steps = [("shown", 0.92), ("accepted", accept_rate), ("acted_on", 0.7)]
+    if rng.random() > accept_rate:
+        steps = [("shown", 0.92), ("rejected", 0.8)]
+    for kind, chance in steps:
+        if rng.random() > chance:
+            break
+        at = at + dt.timedelta(minutes=rng.uniform(10, 600))
+        if at >= end:
+            break
+        with clock.simulated(at):
+            feedback_record(actor=actor, event_id=f"demo-{recommendation.pk}-{kind}", recommendation_id=recommendation.pk,
+                            type=kind, payload={"source": "crm"})
+        sent += 1
+    return sent

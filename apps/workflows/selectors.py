@@ -1,0 +1,30 @@
+from django.db.models import QuerySet
+
+from apps.core.permissions import restrict
+
+from .models import Recommendation, Run, UseCase
+
+
+def use_case_list(*, user) -> QuerySet[UseCase]:
+    return restrict(UseCase.objects.all(), user, "view_usecase").select_related(
+        "owner", "policy", "review_queue", "source_dataset", "model_endpoint", "fallback_endpoint"
+    )
+
+
+def recommendation_list(*, user) -> QuerySet[Recommendation]:
+    """Recommendations of use cases the user may view."""
+    return Recommendation.objects.filter(use_case__in=restrict(UseCase.objects.all(), user, "view_usecase"))
+
+
+def recommendation_trace(*, user, pk: int) -> Recommendation:
+    """One recommendation with everything its trace page shows; DoesNotExist when not visible."""
+    return (
+        recommendation_list(user=user)
+        .select_related("use_case", "run__model_endpoint", "policy_version__policy", "policy_decision", "review_task")
+        .prefetch_related("events", "run__context_snapshots", "deliveries__destination", "review_task__verdicts")
+        .get(pk=pk)
+    )
+
+
+def run_list(*, user) -> QuerySet[Run]:
+    return Run.objects.filter(use_case__in=restrict(UseCase.objects.all(), user, "view_usecase"))

@@ -1,0 +1,64 @@
+import os
+
+import pytest
+from django.conf import settings
+
+from apps.core import clock
+from apps.core.actors import Actor
+
+
+@pytest.fixture(autouse=True)
+def _clear_policy_cache():
+    from apps.policies import evaluation
+
+    evaluation._version_rules.cache_clear()
+
+
+@pytest.fixture
+def world(db, tmp_path):
+    """The demo company (users, grants, connectors, policies, two use cases), without history."""
+    from apps.workflows.demo.world import build_world
+
+    return build_world(demo_dir=tmp_path / "demo", password="demo-pass-123!", now=clock.now())
+
+
+@pytest.fixture
+def queued_recommendation(world):
+    """A recommendation that the active policy sends to review (low confidence / refund promise)."""
+    from apps.workflows.services import recommendation_submit
+
+    def make(use_case=None, text="Offer a 20% renewal discount and call the sponsor.", confidence=0.4, **extra):
+        use_case = use_case or world.churn
+        default_action = {"type": "crm_task", "discount_pct": 5}
+        if use_case == world.replies and "refund" not in text.lower():
+            text += " We will refund the charge."
+        recommendation = recommendation_submit(
+            actor=Actor(user=world.integrator),
+            use_case=use_case,
+            subject_key=extra.pop("subject_key", "ACC-0001" if use_case == world.churn else "TCK-0001"),
+            content={"text": text},
+            confidence=confidence,
+            proposed_action=extra.pop("proposed_action", default_action),
+            context=extra.pop("context", {"subject": "Billing question"}),
+            **extra,
+        )
+        assert recommendation.status == "queued_for_review", recommendation.status
+        return recommendation
+
+    return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests need Chromium; outside CI they skip with a reason when it is missing."""
+    if os.path.exists(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")) or os.environ.get(
+        "DOORSTEP_REQUIRE_BROWSER"
+    ):
+        return
+    skip = pytest.mark.skip(reason="Chromium not installed (apt-get install chromium); CI requires it")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return f"database: {settings.DATABASES['default']['ENGINE']}, broker: {settings.CELERY_BROKER_URL}"

@@ -1,0 +1,47 @@
+import pytest
+
+from apps.core.metrics import REVIEW_VERDICTS_TOTAL
+from config import celery_app
+
+UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
+
+
+def test_healthz_answers_ok_without_login(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.content == b"ok"
+
+
+@pytest.mark.django_db
+def test_readyz_reports_database_and_broker_ok(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_answers_503_when_the_broker_is_unreachable(client, monkeypatch):
+    # Celery reads CELERY_BROKER_URL from the environment before its own conf (CI sets it), so patch both.
+    monkeypatch.setenv("CELERY_BROKER_URL", UNREACHABLE_BROKER)
+    monkeypatch.setitem(celery_app.conf, "broker_url", UNREACHABLE_BROKER)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == "ok"
+    assert body["broker"].startswith("error")
+
+
+def test_metrics_exposes_prometheus_text(client):
+    REVIEW_VERDICTS_TOTAL.labels(decision="approve").inc()
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    assert "# TYPE doorstep_review_verdicts_total counter" in text
+    assert 'doorstep_review_verdicts_total{decision="approve"}' in text

@@ -1,0 +1,83 @@
+import sqlite3
+
+import pytest
+
+from apps.core.actors import Actor
+from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.reviews.services import review_task_decide
+from apps.workflows.events import chain_verify
+from apps.workflows.models import Recommendation, Run
+from apps.workflows.services import recommendation_submit, run_request
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _writebacks(world, table):
+    with sqlite3.connect(world.source_db) as conn:
+        return conn.execute(f"SELECT * FROM {table}").fetchall()
+
+
+def test_a_run_reads_the_source_calls_the_model_and_routes(world):
+    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0007",
+                      trigger=Run.Trigger.API)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    recommendation = run.recommendation
+    snapshot = run.context_snapshots.get()
+    assert snapshot.record_ids == ["ACC-0007"] and snapshot.data_as_of is not None
+    assert run.model_endpoint == world.churn_model and run.cost > 0
+    assert recommendation.status in {"queued_for_review", "delivered"}
+    types = list(recommendation.events.values_list("type", flat=True))
+    assert types[:4] == ["received", "context_gathered", "model_called", "evaluated"]
+    assert chain_verify(recommendation) is None
+
+
+def test_reviewed_output_is_written_back_once(world, queued_recommendation):
+    recommendation = queued_recommendation(text="Call the sponsor; customer wrote from jane@acme.example.")
+    assert "[email redacted]" in recommendation.final_content["text"]
+    review_task_decide(actor=Actor(user=world.reviewer), task=recommendation.review_task, decision="edit",
+                       edited_text="Call the sponsor this week.")
+    recommendation.refresh_from_db()
+    assert recommendation.status == Recommendation.Status.DELIVERED
+    rows = _writebacks(world, "crm_tasks")
+    assert len(rows) == 1 and "Call the sponsor this week." in rows[0]
+    delivered = recommendation.events.get(type="delivered")
+    assert delivered.payload["external_id"] and recommendation.events.get(type="edited").actor_user == world.reviewer
+
+
+def test_fallback_endpoint_answers_when_the_primary_fails(world):
+    world.churn_model.config = {"artifact": "/nonexistent/model.joblib"}
+    world.churn_model.save()
+    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0002",
+                      trigger=Run.Trigger.API)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.used_fallback and run.model_endpoint == world.churn_fallback
+    assert run.model_attempts == world.churn.model_max_attempts + 1
+
+
+def test_unknown_subject_fails_the_run_with_a_reason(world):
+    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-9999",
+                      trigger=Run.Trigger.API)
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED and "ACC-9999" in run.error
+
+
+def test_privacy_requests_are_blocked(world):
+    recommendation = recommendation_submit(actor=Actor(user=world.integrator), use_case=world.replies,
+                                           subject_key="TCK-0003", content={"text": "Sure, done."},
+                                           confidence=0.9, context={"subject": "GDPR: delete my data"})
+    assert recommendation.status == Recommendation.Status.BLOCKED
+    assert recommendation.policy_decision.fired_rules[0]["name"] == "Privacy request"
+    assert not recommendation.deliveries.exists()
+
+
+def test_who_may_submit(world):
+    with pytest.raises(PermissionDenied):
+        recommendation_submit(actor=Actor(user=world.reviewer), use_case=world.churn, subject_key="ACC-0001",
+                              content={"text": "x"})
+    world.churn.status = "paused"
+    world.churn.save()
+    with pytest.raises(ServiceError):
+        recommendation_submit(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0001",
+                              content={"text": "x"})
