@@ -4,4 +4,7 @@ from . import views
 
 app_name = "audit"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.trail, name="trail"),
+    path("recommendations/<int:pk>/", views.trace, name="trace"),
+]

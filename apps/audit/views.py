@@ -1,1 +1,174 @@
+"""Audit pages: the unified trail (who changed what, and every recommendation event) and the one-page
+trace of one AI output from its source record to the business user's feedback."""
 
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_safe
+
+from apps.delivery.models import Delivery
+from apps.workflows import selectors as workflow_selectors
+from apps.workflows.events import chain_verify
+from apps.workflows.models import FEEDBACK_EVENT_TYPES, ContextSnapshot, Recommendation, RecommendationEvent
+
+from . import selectors
+
+STEP_BY_EFFECT = {"allow": "ok", "redact": "warn", "review": "warn", "block": "bad"}
+EFFECT_BADGES = {"allow": "success", "redact": "info", "review": "warning", "block": "danger"}
+
+
+def _render(request, template: str, partial: str, context: dict):
+    name = f"{template}#{partial}" if request.htmx and not request.htmx.boosted else template
+    response = render(request, name, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _link(link: tuple) -> str:
+    match link:
+        case ("usecase", slug):
+            return reverse("workflows:use-case-detail", args=[slug])
+        case ("policy", pk):
+            return reverse("policies:policy-detail", args=[pk])
+        case ("connectors",):
+            return reverse("connectors:connector-list")
+        case ("trace", pk):
+            return reverse("audit:trace", args=[pk])
+    return ""
+
+
+def _type_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    objects = [(key, label) for key, label in selectors.SOURCE_LABELS.items() if key != selectors.EVENTS]
+    events = [(selectors.EVENTS, "All recommendation events")] + [
+        (f"{selectors.EVENTS}:{value}", label) for value, label in RecommendationEvent.Type.choices
+    ]
+    return [("Changes to governed objects", objects), ("Recommendation events", events)]
+
+
+@login_required
+@require_safe
+def trail(request):
+    actor = request.GET.get("actor", "").strip()[:150]
+    type_ = request.GET.get("type", "")
+    cursor = request.GET.get("cursor", "")
+    entries, next_cursor = selectors.audit_trail(user=request.user, actor=actor, type=type_, cursor=cursor)
+    for entry in entries:
+        entry.url = _link(entry.link)
+    context = {
+        "entries": entries,
+        "next_cursor": next_cursor,
+        "actor": actor,
+        "type": type_,
+        "cursor": cursor,
+        "type_choices": _type_choices(),
+    }
+    return _render(request, "audit/trail.html", "trail-page", context)
+
+
+def _diff_lines(diff: str) -> list[tuple[str, str]]:
+    lines = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---", "@@")):
+            lines.append(("meta", line))
+        elif line.startswith("+"):
+            lines.append(("add", line))
+        elif line.startswith("-"):
+            lines.append(("del", line))
+        else:
+            lines.append(("same", line))
+    return lines
+
+
+def _source_step(recommendation: Recommendation) -> dict:
+    run = recommendation.run
+    snapshots = list(run.context_snapshots.all()) if run else []
+    if not snapshots:
+        return {"state": "warn", "snapshots": [], "note": f"Produced outside Doorstep by {recommendation.producer}: "
+                "no context snapshot was recorded."}
+    freshness = {s.freshness for s in snapshots}
+    state = "bad" if ContextSnapshot.Freshness.STALE in freshness else (
+        "ok" if freshness == {ContextSnapshot.Freshness.FRESH} else "warn")
+    return {"state": state, "snapshots": snapshots, "note": ""}
+
+
+def _model_step(recommendation: Recommendation) -> dict:
+    run = recommendation.run
+    if run is None:
+        return {"state": "warn", "run": None}
+    state = "warn" if run.used_fallback or run.model_attempts > 1 or run.error else "ok"
+    return {"state": "bad" if run.status == run.Status.FAILED else state, "run": run}
+
+
+def _policy_step(recommendation: Recommendation) -> dict:
+    decision = getattr(recommendation, "policy_decision", None)
+    if decision is None:
+        return {"state": "warn", "decision": None, "fired": []}
+    fired = [{**f, "badge": EFFECT_BADGES.get(f.get("effect"), "secondary")} for f in decision.fired_rules]
+    return {
+        "state": STEP_BY_EFFECT.get(decision.effect, "warn"),
+        "decision": decision,
+        "badge": EFFECT_BADGES.get(decision.effect, "secondary"),
+        "fired": fired,
+    }
+
+
+def _review_step(recommendation: Recommendation) -> dict:
+    task = getattr(recommendation, "review_task", None)
+    if task is None:
+        return {"state": "ok", "task": None, "verdicts": []}
+    verdicts = [
+        {"verdict": v, "diff": _diff_lines(v.diff)}
+        for v in sorted(task.verdicts.all(), key=lambda v: (v.created_at, v.pk))
+    ]
+    decisions = {item["verdict"].decision for item in verdicts}
+    if "reject" in decisions:
+        state = "bad"
+    elif "edit" in decisions or not verdicts:
+        state = "warn"
+    else:
+        state = "ok"
+    return {"state": state, "task": task, "verdicts": verdicts}
+
+
+def _delivery_step(recommendation: Recommendation) -> dict:
+    deliveries = list(recommendation.deliveries.all())
+    statuses = {d.status for d in deliveries}
+    if not deliveries:
+        state = "bad" if recommendation.status in ("blocked", "rejected") else "warn"
+    elif Delivery.Status.FAILED in statuses:
+        state = "bad"
+    elif statuses == {Delivery.Status.SUCCEEDED}:
+        state = "ok"
+    else:
+        state = "warn"
+    return {"state": state, "deliveries": deliveries}
+
+
+@login_required
+@require_safe
+def trace(request, pk: int):
+    try:
+        recommendation = workflow_selectors.recommendation_trace(user=request.user, pk=pk)
+    except Recommendation.DoesNotExist:
+        raise Http404("No such recommendation") from None
+    events = list(recommendation.events.all())
+    feedback = [e for e in events if e.type in FEEDBACK_EVENT_TYPES]
+    broken_at = chain_verify(recommendation)
+    context = {
+        "recommendation": recommendation,
+        "source": _source_step(recommendation),
+        "model": _model_step(recommendation),
+        "policy": _policy_step(recommendation),
+        "review": _review_step(recommendation),
+        "delivery": _delivery_step(recommendation),
+        "feedback": {
+            "state": "ok" if any(e.type in ("accepted", "acted_on") for e in feedback) else (
+                "bad" if any(e.type == "feedback_rejected" for e in feedback) else ""),
+            "events": feedback,
+        },
+        "events": events,
+        "broken_at": broken_at,
+    }
+    return _render(request, "audit/trace.html", "chain", context)

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -54,9 +54,14 @@ def exception_handler(exc, context):
         code = "invalid"
     elif not isinstance(code, str):
         code = "error"
-    response.data = error_body(code, _flatten(response.data.get("detail", response.data)
-                                              if isinstance(response.data, dict) and "detail" in response.data
-                                              else response.data))
+    response.data = error_body(
+        code,
+        _flatten(
+            response.data.get("detail", response.data)
+            if isinstance(response.data, dict) and "detail" in response.data
+            else response.data
+        ),
+    )
     return response
 
 
@@ -81,9 +86,18 @@ class ApiBodyLimitMiddleware:
                 length = 0
             if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
                 return JsonResponse(
-                    error_body("too_large", [{"field": None, "message": (
-                        f"The request body is {length} bytes; the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE}."
-                    )}]),
+                    error_body(
+                        "too_large",
+                        [
+                            {
+                                "field": None,
+                                "message": (
+                                    f"The request body is {length} bytes; "
+                                    f"the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE}."
+                                ),
+                            }
+                        ],
+                    ),
                     status=413,
                 )
         return self.get_response(request)
@@ -116,8 +130,14 @@ def idempotent(scope: str, request, handler) -> Response:
         with transaction.atomic():
             response = handler()
             if response.status_code < 500:
-                IdempotencyRecord.objects.create(scope=scope, owner=owner, key=key, request_hash=body_hash,
-                                                 status_code=response.status_code, response_body=response.data)
+                IdempotencyRecord.objects.create(
+                    scope=scope,
+                    owner=owner,
+                    key=key,
+                    request_hash=body_hash,
+                    status_code=response.status_code,
+                    response_body=response.data,
+                )
     except IntegrityError:
         # A concurrent request with the same key won; answer what it answered.
         return replay(IdempotencyRecord.objects.get(scope=scope, owner=owner, key=key))
@@ -129,3 +149,19 @@ class IdCursorPagination(CursorPagination):
 
     ordering = "-pk"
     page_size = 50
+
+
+class ItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.CharField()
+    id = serializers.IntegerField(required=False)
+    errors = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    """The per-item report of a batch endpoint."""
+
+    created = serializers.IntegerField(required=False)
+    accepted = serializers.IntegerField(required=False)
+    failed = serializers.IntegerField()
+    results = ItemResultSerializer(many=True)

@@ -33,3 +33,6 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "owner", "key"], name="idempotency_unique_key")]
+
+    def __str__(self):
+        return f"{self.scope} {self.key}"

@@ -26,3 +26,6 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["recommendation", "destination"], name="delivery_once_per_destination")
         ]
+
+    def __str__(self):
+        return f"Delivery of {self.recommendation_id} to {self.destination_id}: {self.status}"

@@ -137,18 +137,21 @@ FEEDBACK_TYPES = {t.value: t for t in FEEDBACK_EVENT_TYPES} | {
 }
 
 
-def feedback_record(*, actor: Actor, event_id: str, recommendation_id: int, type: str, at=None,
-                    payload: dict | None = None) -> tuple[RecommendationEvent, bool]:
+def feedback_record(
+    *, actor: Actor, event_id: str, recommendation_id: int, type: str, at=None, payload: dict | None = None
+) -> tuple[RecommendationEvent, bool]:
     """Record what the business user did with a delivered output. Idempotent per caller event id:
     a repeat returns the first event and `created=False`. Needs run_usecase on the use case."""
     if type not in FEEDBACK_TYPES:
-        raise ServiceError(f"Unknown feedback type {type!r}; use one of {', '.join(sorted(FEEDBACK_TYPES))}.",
-                           field="type")
+        raise ServiceError(
+            f"Unknown feedback type {type!r}; use one of {', '.join(sorted(FEEDBACK_TYPES))}.", field="type"
+        )
     existing = RecommendationEvent.objects.filter(external_id=event_id).first()
     if existing is not None:
         if existing.recommendation_id != recommendation_id or existing.type != FEEDBACK_TYPES[type]:
-            raise ServiceError("This event id was already used for a different event.", field="event_id",
-                               code="conflict")
+            raise ServiceError(
+                "This event id was already used for a different event.", field="event_id", code="conflict"
+            )
         return existing, False
     allowed = restrict(UseCase.objects.all(), actor.user, "run_usecase")
     try:
@@ -156,10 +159,17 @@ def feedback_record(*, actor: Actor, event_id: str, recommendation_id: int, type
             recommendation = (
                 Recommendation.objects.select_for_update().filter(use_case__in=allowed).get(pk=recommendation_id)
             )
-            if recommendation.status not in (Recommendation.Status.DELIVERED, Recommendation.Status.DELIVERING,
-                                             Recommendation.Status.APPROVED, Recommendation.Status.EDITED):
-                raise ServiceError("Feedback is only taken on outputs that were approved for delivery.",
-                                   field="recommendation_id", code="not_delivered")
+            if recommendation.status not in (
+                Recommendation.Status.DELIVERED,
+                Recommendation.Status.DELIVERING,
+                Recommendation.Status.APPROVED,
+                Recommendation.Status.EDITED,
+            ):
+                raise ServiceError(
+                    "Feedback is only taken on outputs that were approved for delivery.",
+                    field="recommendation_id",
+                    code="not_delivered",
+                )
             event = event_append(
                 recommendation=recommendation,
                 type=FEEDBACK_TYPES[type],

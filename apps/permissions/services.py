@@ -21,8 +21,9 @@ def object_permission_revoke(*, group: Group, codename: str, obj) -> None:
 
 
 @transaction.atomic
-def api_key_create(*, actor: Actor, user, name: str, scopes: list[str] | None = None, expires_at=None
-                   ) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, actor: Actor, user, name: str, scopes: list[str] | None = None, expires_at=None
+) -> tuple[ApiKey, str]:
     """A new key for `user`; the raw key is returned once and only its SHA-256 digest is stored.
     A user creates their own keys; an admin may create keys for anyone."""
     if actor.user is not None and actor.user != user and not actor.user.is_superuser:
@@ -38,8 +39,9 @@ def api_key_create(*, actor: Actor, user, name: str, scopes: list[str] | None = 
     if expires_at is not None and expires_at <= clock.now():
         raise ServiceError("The expiry must be in the future.", field="expires_at")
     raw = generate_raw_key()
-    key = ApiKey(user=user, name=name, prefix=raw[:10], key_digest=digest(raw), scopes=scopes or [],
-                 expires_at=expires_at)
+    key = ApiKey(
+        user=user, name=name, prefix=raw[:10], key_digest=digest(raw), scopes=scopes or [], expires_at=expires_at
+    )
     key._history_user = actor.history_user
     key.save()
     return key, raw

@@ -57,8 +57,18 @@ def rules_for(version: PolicyVersion) -> tuple:
     return _version_rules(version.pk)
 
 
-def evaluate(version: PolicyVersion | None, *, output: dict, context: dict, action: dict, use_case: dict,
-             subject: str, confidence: float | None, freshness: str, cost: float) -> Verdict:
+def evaluate(
+    version: PolicyVersion | None,
+    *,
+    output: dict,
+    context: dict,
+    action: dict,
+    use_case: dict,
+    subject: str,
+    confidence: float | None,
+    freshness: str,
+    cost: float,
+) -> Verdict:
     started = time.perf_counter_ns()
     text = str(output.get("text", ""))
     findings = pii.scan(text)

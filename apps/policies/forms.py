@@ -5,8 +5,12 @@ from django import forms
 from .models import Approval, PolicyVersion
 
 RULE_TEST_EXAMPLE = json.dumps(
-    {"output": {"text": "Offer a 20% renewal discount."}, "context": {}, "action": {"discount_pct": 20},
-     "confidence": 0.5},
+    {
+        "output": {"text": "Offer a 20% renewal discount."},
+        "context": {},
+        "action": {"discount_pct": 20},
+        "confidence": 0.5,
+    },
     indent=2,
 )
 RULE_TEST_KEYS = {"output", "context", "action", "confidence", "use_case", "subject", "freshness", "cost"}

@@ -107,6 +107,9 @@ class PolicyDecision(models.Model):
     evaluated_at = models.DateTimeField(default=clock.now)
     duration_us = models.PositiveIntegerField(default=0)
 
+    def __str__(self):
+        return f"{self.effect} for recommendation {self.recommendation_id}"
+
 
 class Approval(models.Model):
     class Decision(models.TextChoices):
@@ -121,3 +124,6 @@ class Approval(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "approver"], name="approval_one_per_approver")]
+
+    def __str__(self):
+        return f"{self.decision} of {self.version_id} by {self.approver_id}"

@@ -26,12 +26,16 @@ def policy_versions_awaiting_approval(*, user) -> QuerySet[PolicyVersion]:
 
 def policy_detail(*, user, pk: int) -> Policy:
     """The policy with its versions and rules; raises Policy.DoesNotExist when not visible to `user`."""
-    return policy_list(user=user).prefetch_related(
-        Prefetch(
-            "versions",
-            queryset=PolicyVersion.objects.select_related("author").prefetch_related(
-                Prefetch("rules", queryset=Rule.objects.order_by("order", "pk")),
-                Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
-            ),
+    return (
+        policy_list(user=user)
+        .prefetch_related(
+            Prefetch(
+                "versions",
+                queryset=PolicyVersion.objects.select_related("author").prefetch_related(
+                    Prefetch("rules", queryset=Rule.objects.order_by("order", "pk")),
+                    Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
+                ),
+            )
         )
-    ).get(pk=pk)
+        .get(pk=pk)
+    )

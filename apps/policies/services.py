@@ -25,9 +25,13 @@ def policy_version_create(*, actor: Actor, policy: Policy, rules: list[dict], no
         try:
             compile_condition(rule.get("condition", ""))
         except ConditionError as exc:
-            raise ServiceError(f"Rule {index + 1} ({rule.get('name', '')}): {exc}", field=f"rules[{index}].condition")
+            raise ServiceError(
+                f"Rule {index + 1} ({rule.get('name', '')}): {exc}", field=f"rules[{index}].condition"
+            ) from exc
         if rule.get("effect") not in Rule.Effect.values:
-            raise ServiceError(f"Rule {index + 1}: unknown effect {rule.get('effect')!r}", field=f"rules[{index}].effect")
+            raise ServiceError(
+                f"Rule {index + 1}: unknown effect {rule.get('effect')!r}", field=f"rules[{index}].effect"
+            )
     last = PolicyVersion.objects.select_for_update().filter(policy=policy).order_by("-number").first()
     version = PolicyVersion(policy=policy, number=(last.number + 1) if last else 1, author=actor.user, note=note)
     _save(version, actor)

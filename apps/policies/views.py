@@ -72,7 +72,9 @@ def _detail_context(request, policy: Policy, *, forms=None, rule_test_form=None,
     can_approve = has_object_permission(request.user, "approve_policy", policy)
     versions = list(policy.versions.all())
     if rule_test_form is None:
-        default = next((v for v in versions if v.state == PolicyVersion.State.ACTIVE), versions[0] if versions else None)
+        default = next(
+            (v for v in versions if v.state == PolicyVersion.State.ACTIVE), versions[0] if versions else None
+        )
         rule_test_form = RuleTestForm(policy=policy, initial={"version": default, "sample": RULE_TEST_EXAMPLE})
     return {
         "policy": policy,
@@ -117,7 +119,9 @@ def policy_version_review(request, pk: int, version_pk: int):
             if isinstance(exc, PermissionDenied) and not request.htmx:
                 status = 403
         else:
-            notice = f"You {'approved' if form.cleaned_data['decision'] == 'approve' else 'rejected'} v{version.number}."
+            notice = (
+                f"You {'approved' if form.cleaned_data['decision'] == 'approve' else 'rejected'} v{version.number}."
+            )
             if not request.htmx:
                 messages.success(request, notice)
                 return redirect("policies:policy-detail", pk=policy.pk)

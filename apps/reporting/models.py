@@ -26,3 +26,6 @@ class DailyRollup(models.Model):
     class Meta:
         ordering = ["use_case", "day"]
         constraints = [models.UniqueConstraint(fields=["use_case", "day"], name="rollup_unique_day")]
+
+    def __str__(self):
+        return f"{self.use_case_id} on {self.day}"

@@ -172,6 +172,17 @@ def _derive(figures: dict, use_case: UseCase | None = None, members: int = 0) ->
         f"{fmt_num(f['accepted'])} accepted = {fmt_money(f['cost_per_accepted'])}"
     )
     f["explain"] = explain
+    # Display strings, so templates need no formatting filters.
+    f["shown_as"] = {
+        **{name: fmt_num(f[name]) for name in COUNTS},
+        **{name: fmt_money(f[name]) for name in (*MONEY, "cost_per_accepted")},
+        "acceptance_rate": fmt_rate(f["acceptance_rate"]),
+        "override_rate": fmt_rate(f["override_rate"]),
+        "avg_cycle_minutes": fmt_minutes(f["avg_cycle_minutes"]),
+        "baseline_minutes": fmt_minutes(f["baseline_minutes"]),
+        "hours_saved": f"{f['hours_saved']:,.1f} h",
+        "review_hours": f"{review_hours:,.1f} h",
+    }
     return f
 
 

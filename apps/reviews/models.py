@@ -85,3 +85,6 @@ class ReviewVerdict(models.Model):
     edit_distance = models.PositiveIntegerField(default=0)
     seconds_spent = models.FloatField(default=0)
     created_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self):
+        return f"{self.decision} by {self.reviewer_id}"

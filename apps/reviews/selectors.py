@@ -33,6 +33,10 @@ def task_list(*, user, queue: ReviewQueue | None = None, status: str | None = No
 
 def task_get(*, user, pk: int) -> ReviewTask:
     """One task the user may review; ReviewTask.DoesNotExist otherwise (a guessed id finds nothing)."""
-    return task_list(user=user).select_related(
-        "recommendation__run", "recommendation__policy_decision", "recommendation__policy_version__policy"
-    ).get(pk=pk)
+    return (
+        task_list(user=user)
+        .select_related(
+            "recommendation__run", "recommendation__policy_decision", "recommendation__policy_version__policy"
+        )
+        .get(pk=pk)
+    )

@@ -28,9 +28,13 @@ def review_task_claim(*, actor: Actor, task: ReviewTask) -> ReviewTask:
     now = clock.now()
     lease_until = now + task.queue.lease
     with transaction.atomic():
-        claimed = ReviewTask.objects.filter(pk=task.pk).filter(
-            _claimable(now) | Q(status=ReviewTask.Status.CLAIMED, claimed_by=actor.user)
-        ).update(status=ReviewTask.Status.CLAIMED, claimed_by=actor.user, claimed_at=now, lease_expires_at=lease_until)
+        claimed = (
+            ReviewTask.objects.filter(pk=task.pk)
+            .filter(_claimable(now) | Q(status=ReviewTask.Status.CLAIMED, claimed_by=actor.user))
+            .update(
+                status=ReviewTask.Status.CLAIMED, claimed_by=actor.user, claimed_at=now, lease_expires_at=lease_until
+            )
+        )
         if not claimed:
             task.refresh_from_db()
             if task.status == ReviewTask.Status.DECIDED:
@@ -52,14 +56,17 @@ def review_task_claim_next(*, actor: Actor, queue: ReviewQueue) -> ReviewTask | 
     """Claim the highest-priority, oldest claimable task of the queue; None when the queue is clear."""
     if not has_object_permission(actor.user, "review_reviewqueue", queue):
         raise PermissionDenied()
-    own = ReviewTask.objects.filter(queue=queue, status=ReviewTask.Status.CLAIMED, claimed_by=actor.user,
-                                    lease_expires_at__gte=clock.now()).first()
+    own = ReviewTask.objects.filter(
+        queue=queue, status=ReviewTask.Status.CLAIMED, claimed_by=actor.user, lease_expires_at__gte=clock.now()
+    ).first()
     if own is not None:
         return own
     for _ in range(5):  # another reviewer may win the race for a candidate: try the next one
         candidate = (
-            ReviewTask.objects.filter(queue=queue).filter(_claimable(clock.now()))
-            .order_by("-priority", "created_at", "pk").first()
+            ReviewTask.objects.filter(queue=queue)
+            .filter(_claimable(clock.now()))
+            .order_by("-priority", "created_at", "pk")
+            .first()
         )
         if candidate is None:
             return None
@@ -104,8 +111,12 @@ def review_task_decide(
         task = ReviewTask.objects.select_for_update().select_related("queue").get(pk=task.pk)
         if task.status == ReviewTask.Status.DECIDED:
             raise Conflict("This item has already been decided.")
-        if (task.status == ReviewTask.Status.CLAIMED and task.claimed_by_id != actor.user.pk
-                and task.lease_expires_at and task.lease_expires_at >= now):
+        if (
+            task.status == ReviewTask.Status.CLAIMED
+            and task.claimed_by_id != actor.user.pk
+            and task.lease_expires_at
+            and task.lease_expires_at >= now
+        ):
             raise Conflict(f"This item is claimed by {task.claimed_by}.")
         recommendation = workflow_services.recommendation_lock(pk=task.recommendation_id)
         before = recommendation.text
@@ -134,15 +145,21 @@ def review_task_decide(
                 recommendation=recommendation, actor=actor, payload=payload | {"reason": reason_code}
             )
         elif decision == ReviewVerdict.Decision.EDIT:
-            recommendation.final_content = {**(recommendation.final_content or recommendation.content),
-                                            "text": edited_text}
+            recommendation.final_content = {
+                **(recommendation.final_content or recommendation.content),
+                "text": edited_text,
+            }
             workflow_services.recommendation_release(
-                recommendation=recommendation, actor=actor, event_type=RecommendationEvent.Type.EDITED,
+                recommendation=recommendation,
+                actor=actor,
+                event_type=RecommendationEvent.Type.EDITED,
                 payload=payload | {"diff": diff, "edit_distance": distance},
             )
         else:
             workflow_services.recommendation_release(
-                recommendation=recommendation, actor=actor, event_type=RecommendationEvent.Type.APPROVED,
+                recommendation=recommendation,
+                actor=actor,
+                event_type=RecommendationEvent.Type.APPROVED,
                 payload=payload,
             )
     metrics.REVIEW_VERDICTS_TOTAL.labels(decision).inc()
@@ -155,5 +172,3 @@ def queue_lease_release_expired(*, queue_ids=None) -> int:
     if queue_ids is not None:
         tasks = tasks.filter(queue_id__in=queue_ids)
     return tasks.update(status=ReviewTask.Status.OPEN, claimed_by=None, lease_expires_at=None)
-
-

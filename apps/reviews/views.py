@@ -238,6 +238,10 @@ def _decision_context(request, task: ReviewTask, form: ReviewDecisionForm | None
             initial={"edited_text": recommendation.text, "opened_at": round(now.timestamp(), 3)},
             original_text=recommendation.text,
         )
+    for name in form.errors:
+        if name in form.fields:  # Bootstrap's red border; Django adds aria-invalid and aria-describedby itself
+            widget = form.fields[name].widget
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
     claim = _claim_context(task, request.user, now)
     verdict = task.verdicts.select_related("reviewer").order_by("-created_at", "-pk").first() if claim["decided"] else None
     return {

@@ -38,9 +38,9 @@ CONTROL_NAMES = {
 
 def _active_version_subquery(field: str):
     return Subquery(
-        PolicyVersion.objects.filter(policy_id=OuterRef("policy_id"), state=PolicyVersion.State.ACTIVE).values(
-            field
-        )[:1]
+        PolicyVersion.objects.filter(policy_id=OuterRef("policy_id"), state=PolicyVersion.State.ACTIVE).values(field)[
+            :1
+        ]
     )
 
 
@@ -97,9 +97,7 @@ def use_case_controls(use_case: UseCase) -> list[Control]:
         problems.append(f"Source connector {dataset.connector.name} is failing")
     if model is None:
         problems.append("No model endpoint")
-    controls.append(
-        _control("systems", problems, f"Reads {dataset} and calls {model}" if dataset and model else "")
-    )
+    controls.append(_control("systems", problems, f"Reads {dataset} and calls {model}" if dataset and model else ""))
 
     # 2. Access control: outputs sent to review can be decided by someone.
     problems = []

@@ -14,8 +14,17 @@ from .models import Recommendation, RecommendationEvent
 GENESIS_HASH = "0" * 64
 
 
-def event_hash(*, prev_hash: str, recommendation_id: int, sequence: int, type: str, at, actor_label: str,
-               payload: dict, external_id: str | None) -> str:
+def event_hash(
+    *,
+    prev_hash: str,
+    recommendation_id: int,
+    sequence: int,
+    type: str,
+    at,
+    actor_label: str,
+    payload: dict,
+    external_id: str | None,
+) -> str:
     body = json.dumps(
         [prev_hash, recommendation_id, sequence, type, at.isoformat(), actor_label, payload, external_id],
         sort_keys=True,

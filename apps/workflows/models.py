@@ -135,6 +135,9 @@ class ContextSnapshot(models.Model):
     freshness = models.CharField(max_length=10, choices=Freshness.choices)
     fetched_at = models.DateTimeField(default=clock.now)
 
+    def __str__(self):
+        return f"{self.source} for run {self.run_id}"
+
 
 class Recommendation(models.Model):
     """The AI output being governed, from our own run or from a model elsewhere (bring your own model)."""

@@ -58,7 +58,9 @@ def _freshness(dataset, records: list[dict], now: datetime) -> tuple[datetime | 
     """The oldest record's as-of time and whether it meets the dataset's freshness SLA."""
     if not dataset.updated_at_field or not records:
         return None, ContextSnapshot.Freshness.UNKNOWN
-    stamps = [datetime.fromisoformat(str(r[dataset.updated_at_field])) for r in records if r.get(dataset.updated_at_field)]
+    stamps = [
+        datetime.fromisoformat(str(r[dataset.updated_at_field])) for r in records if r.get(dataset.updated_at_field)
+    ]
     if not stamps:
         return None, ContextSnapshot.Freshness.UNKNOWN
     as_of = min(stamps)
@@ -233,7 +235,18 @@ def recommendation_submit(
 
 
 def _recommendation_create(
-    *, actor, use_case, run, subject_key, producer, content, confidence, proposed_action, cost, context, freshness,
+    *,
+    actor,
+    use_case,
+    run,
+    subject_key,
+    producer,
+    content,
+    confidence,
+    proposed_action,
+    cost,
+    context,
+    freshness,
     pipeline_events,
 ) -> Recommendation:
     """Create the recommendation, evaluate the active policy, route it. Caller holds the transaction."""
@@ -347,12 +360,18 @@ def _route(recommendation: Recommendation, verdict, *, actor: Actor, previous) -
             previous=previous,
         )
         return
-    recommendation_release(recommendation=recommendation, actor=actor, event_type=EventType.APPROVED,
-                           payload={"automatic": True, "effect": verdict.effect}, previous=previous)
+    recommendation_release(
+        recommendation=recommendation,
+        actor=actor,
+        event_type=EventType.APPROVED,
+        payload={"automatic": True, "effect": verdict.effect},
+        previous=previous,
+    )
 
 
-def recommendation_release(*, recommendation: Recommendation, actor: Actor, event_type: str, payload: dict,
-                           previous=None) -> None:
+def recommendation_release(
+    *, recommendation: Recommendation, actor: Actor, event_type: str, payload: dict, previous=None
+) -> None:
     """An allow verdict or a human approval: record it and hand the output to every destination once.
     The only way to delivery, so nothing reaches a destination without one of the two."""
     from apps.delivery.services import deliveries_schedule

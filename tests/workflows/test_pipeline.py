@@ -18,8 +18,9 @@ def _writebacks(world, table):
 
 
 def test_a_run_reads_the_source_calls_the_model_and_routes(world):
-    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0007",
-                      trigger=Run.Trigger.API)
+    run = run_request(
+        actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0007", trigger=Run.Trigger.API
+    )
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error
     recommendation = run.recommendation
@@ -35,8 +36,12 @@ def test_a_run_reads_the_source_calls_the_model_and_routes(world):
 def test_reviewed_output_is_written_back_once(world, queued_recommendation):
     recommendation = queued_recommendation(text="Call the sponsor; customer wrote from jane@acme.example.")
     assert "[email redacted]" in recommendation.final_content["text"]
-    review_task_decide(actor=Actor(user=world.reviewer), task=recommendation.review_task, decision="edit",
-                       edited_text="Call the sponsor this week.")
+    review_task_decide(
+        actor=Actor(user=world.reviewer),
+        task=recommendation.review_task,
+        decision="edit",
+        edited_text="Call the sponsor this week.",
+    )
     recommendation.refresh_from_db()
     assert recommendation.status == Recommendation.Status.DELIVERED
     rows = _writebacks(world, "crm_tasks")
@@ -48,8 +53,9 @@ def test_reviewed_output_is_written_back_once(world, queued_recommendation):
 def test_fallback_endpoint_answers_when_the_primary_fails(world):
     world.churn_model.config = {"artifact": "/nonexistent/model.joblib"}
     world.churn_model.save()
-    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0002",
-                      trigger=Run.Trigger.API)
+    run = run_request(
+        actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0002", trigger=Run.Trigger.API
+    )
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED
     assert run.used_fallback and run.model_endpoint == world.churn_fallback
@@ -57,16 +63,22 @@ def test_fallback_endpoint_answers_when_the_primary_fails(world):
 
 
 def test_unknown_subject_fails_the_run_with_a_reason(world):
-    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-9999",
-                      trigger=Run.Trigger.API)
+    run = run_request(
+        actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-9999", trigger=Run.Trigger.API
+    )
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED and "ACC-9999" in run.error
 
 
 def test_privacy_requests_are_blocked(world):
-    recommendation = recommendation_submit(actor=Actor(user=world.integrator), use_case=world.replies,
-                                           subject_key="TCK-0003", content={"text": "Sure, done."},
-                                           confidence=0.9, context={"subject": "GDPR: delete my data"})
+    recommendation = recommendation_submit(
+        actor=Actor(user=world.integrator),
+        use_case=world.replies,
+        subject_key="TCK-0003",
+        content={"text": "Sure, done."},
+        confidence=0.9,
+        context={"subject": "GDPR: delete my data"},
+    )
     assert recommendation.status == Recommendation.Status.BLOCKED
     assert recommendation.policy_decision.fired_rules[0]["name"] == "Privacy request"
     assert not recommendation.deliveries.exists()
@@ -74,10 +86,12 @@ def test_privacy_requests_are_blocked(world):
 
 def test_who_may_submit(world):
     with pytest.raises(PermissionDenied):
-        recommendation_submit(actor=Actor(user=world.reviewer), use_case=world.churn, subject_key="ACC-0001",
-                              content={"text": "x"})
+        recommendation_submit(
+            actor=Actor(user=world.reviewer), use_case=world.churn, subject_key="ACC-0001", content={"text": "x"}
+        )
     world.churn.status = "paused"
     world.churn.save()
     with pytest.raises(ServiceError):
-        recommendation_submit(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0001",
-                              content={"text": "x"})
+        recommendation_submit(
+            actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0001", content={"text": "x"}
+        )

@@ -23,7 +23,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-
 __all__ = ["ChurnModel", "ReplyRetriever", "build_reply_index", "clear_cache", "train_churn_model"]
 
 REPLY_GREETING = "Hi there,\n\nThanks for getting in touch."

@@ -35,7 +35,8 @@ def _retention_advice(record: dict, probability: float, drivers: dict) -> tuple[
         step = "have the account owner review adoption with the customer"
     else:
         step = "no action needed; keep the regular cadence"
-    text = f"Churn risk {probability:.0%} for {record.get('name', 'this account')}. Main drivers: {reasons}. Suggested: {step}."
+    name = record.get("name", "this account")
+    text = f"Churn risk {probability:.0%} for {name}. Main drivers: {reasons}. Suggested: {step}."
     return text, {"type": "crm_task", "discount_pct": discount}
 
 
@@ -77,7 +78,7 @@ def call_model(connector, *, records: list[dict]) -> ModelResult:
         raise ModelCallError(f"{connector.name}: {exc}") from exc
     result.latency_ms = (time.perf_counter() - started) * 1000
     price_per_1k = Decimal(str(config.get("price_per_1k_tokens", "0")))
-    result.cost = Decimal(str(config.get("cost_per_call", "0"))) + price_per_1k * (
-        result.tokens_in + result.tokens_out
-    ) / 1000
+    result.cost = (
+        Decimal(str(config.get("cost_per_call", "0"))) + price_per_1k * (result.tokens_in + result.tokens_out) / 1000
+    )
     return result

@@ -1,9 +1,10 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.generics import GenericAPIView
 
 from apps.core.actors import Actor
+from apps.core.api import BatchResultSerializer
 from apps.core.exceptions import ServiceError
 from apps.delivery import services
 from apps.permissions.models import ApiKey
@@ -11,13 +12,14 @@ from apps.permissions.models import ApiKey
 from .serializers import FeedbackBatchSerializer, FeedbackEventSerializer
 
 
-class FeedbackView(APIView):
+class FeedbackView(GenericAPIView):
     """Lifecycle events from the place of decision (shown, accepted, edited, rejected, acted on), up to
     1,000 per request, idempotent per event id; the answer reports each event."""
 
     required_scope = ApiKey.Scope.FEEDBACK_WRITE
+    serializer_class = FeedbackBatchSerializer
 
-    @extend_schema(request=FeedbackBatchSerializer)
+    @extend_schema(request=FeedbackBatchSerializer, responses={200: BatchResultSerializer, 207: BatchResultSerializer})
     def post(self, request):
         events = request.data.get("events") if isinstance(request.data, dict) else None
         if not isinstance(events, list) or not events:
@@ -30,22 +32,37 @@ class FeedbackView(APIView):
             serializer = FeedbackEventSerializer(data=item)
             if not serializer.is_valid():
                 failed += 1
-                results.append({"index": index, "status": "error", "errors": [
-                    {"field": f"events[{index}].{name}", "message": str(messages[0])}
-                    for name, messages in serializer.errors.items()]})
+                results.append(
+                    {
+                        "index": index,
+                        "status": "error",
+                        "errors": [
+                            {"field": f"events[{index}].{name}", "message": str(messages[0])}
+                            for name, messages in serializer.errors.items()
+                        ],
+                    }
+                )
                 continue
             data = serializer.validated_data
             try:
                 event, created = services.feedback_record(
-                    actor=actor, event_id=data["event_id"], recommendation_id=data["recommendation_id"],
-                    type=data["type"], at=data.get("at"), payload=data.get("payload"),
+                    actor=actor,
+                    event_id=data["event_id"],
+                    recommendation_id=data["recommendation_id"],
+                    type=data["type"],
+                    at=data.get("at"),
+                    payload=data.get("payload"),
                 )
             except ServiceError as exc:
                 failed += 1
                 field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
-                results.append({"index": index, "status": "error", "errors": [{"field": field, "message": exc.message}]})
+                results.append(
+                    {"index": index, "status": "error", "errors": [{"field": field, "message": exc.message}]}
+                )
                 continue
-            results.append({"index": index, "status": "created" if created else "duplicate", "event_id": event.external_id})
+            results.append(
+                {"index": index, "status": "created" if created else "duplicate", "event_id": event.external_id}
+            )
         if failed == 0:
             code = status.HTTP_200_OK
         elif failed == len(events):

@@ -12,13 +12,28 @@ class ReviewTaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReviewTask
-        fields = ["id", "queue", "status", "priority", "reasons", "created_at", "due_at", "claimed_by",
-                  "lease_expires_at", "decided_at", "recommendation", "use_case", "subject", "text"]
+        fields = [
+            "id",
+            "queue",
+            "status",
+            "priority",
+            "reasons",
+            "created_at",
+            "due_at",
+            "claimed_by",
+            "lease_expires_at",
+            "decided_at",
+            "recommendation",
+            "use_case",
+            "subject",
+            "text",
+        ]
 
 
 class DecisionSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=ReviewVerdict.Decision.choices)
     edited_text = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
-    reason_code = serializers.ChoiceField(choices=ReviewVerdict.Reason.choices, required=False, allow_blank=True,
-                                          default="")
+    reason_code = serializers.ChoiceField(
+        choices=ReviewVerdict.Reason.choices, required=False, allow_blank=True, default=""
+    )
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)

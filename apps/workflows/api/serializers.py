@@ -21,8 +21,9 @@ class RecommendationInSerializer(serializers.Serializer):
     content = serializers.JSONField(help_text='The output: an object with at least "text"')
     confidence = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     proposed_action = serializers.JSONField(required=False, default=dict)
-    cost = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=Decimal("0"), required=False,
-                                    default=Decimal("0"))
+    cost = serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=Decimal("0"), required=False, default=Decimal("0")
+    )
     producer = serializers.CharField(max_length=100, required=False, default="external")
     context = serializers.JSONField(required=False, default=dict)
 
@@ -56,9 +57,24 @@ class RecommendationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Recommendation
-        fields = ["id", "use_case", "subject_key", "producer", "status", "verdict", "fired_rules", "policy_version",
-                  "content", "final_content", "confidence", "proposed_action", "cost", "created_at", "decided_at",
-                  "delivered_at"]
+        fields = [
+            "id",
+            "use_case",
+            "subject_key",
+            "producer",
+            "status",
+            "verdict",
+            "fired_rules",
+            "policy_version",
+            "content",
+            "final_content",
+            "confidence",
+            "proposed_action",
+            "cost",
+            "created_at",
+            "decided_at",
+            "delivered_at",
+        ]
 
 
 class RunInSerializer(serializers.Serializer):
@@ -72,6 +88,22 @@ class RunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Run
-        fields = ["id", "use_case", "subject_key", "trigger", "status", "created_at", "started_at", "finished_at",
-                  "step_timings", "used_fallback", "model_attempts", "model_latency_ms", "tokens_in", "tokens_out",
-                  "cost", "error", "recommendation"]
+        fields = [
+            "id",
+            "use_case",
+            "subject_key",
+            "trigger",
+            "status",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "step_timings",
+            "used_fallback",
+            "model_attempts",
+            "model_latency_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "error",
+            "recommendation",
+        ]

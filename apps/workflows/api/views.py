@@ -1,11 +1,12 @@
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.actors import Actor
-from apps.core.api import idempotent
+from apps.core.api import BatchResultSerializer, idempotent
 from apps.core.exceptions import NotFound, ServiceError
 from apps.permissions.models import ApiKey
 from apps.workflows import selectors, services
@@ -21,7 +22,10 @@ from .serializers import (
 )
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="A repeat with the same key and body returns the first response and creates nothing.",
 )
 
@@ -61,13 +65,16 @@ class RecommendationListCreateView(APIView):
 
     @extend_schema(responses=RecommendationSerializer(many=True))
     def get(self, request):
-        queryset = selectors.recommendation_list(user=request.user).select_related(
-            "use_case", "policy_decision", "policy_version__policy"
-        ).order_by("-pk")[:100]
+        queryset = (
+            selectors.recommendation_list(user=request.user)
+            .select_related("use_case", "policy_decision", "policy_version__policy")
+            .order_by("-pk")[:100]
+        )
         return Response(RecommendationSerializer(queryset, many=True).data)
 
-    @extend_schema(request=RecommendationInSerializer, responses={201: RecommendationSerializer},
-                   parameters=[IDEMPOTENCY_HEADER])
+    @extend_schema(
+        request=RecommendationInSerializer, responses={201: RecommendationSerializer}, parameters=[IDEMPOTENCY_HEADER]
+    )
     def post(self, request):
         def handler():
             serializer = RecommendationInSerializer(data=request.data)
@@ -78,12 +85,17 @@ class RecommendationListCreateView(APIView):
         return idempotent("recommendations", request, handler)
 
 
-class RecommendationBatchView(APIView):
+class RecommendationBatchView(GenericAPIView):
     """Up to 1,000 outputs in one request; each item stands alone and the answer reports each."""
 
     required_scope = ApiKey.Scope.RECOMMENDATIONS_WRITE
+    serializer_class = RecommendationBatchInSerializer
 
-    @extend_schema(request=RecommendationBatchInSerializer, parameters=[IDEMPOTENCY_HEADER])
+    @extend_schema(
+        request=RecommendationBatchInSerializer,
+        responses={201: BatchResultSerializer, 207: BatchResultSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+    )
     def post(self, request):
         def handler():
             items = request.data.get("items") if isinstance(request.data, dict) else None
@@ -96,8 +108,10 @@ class RecommendationBatchView(APIView):
             for index, item in enumerate(items):
                 serializer = RecommendationInSerializer(data=item)
                 if not serializer.is_valid():
-                    errors = [{"field": f"items[{index}].{name}", "message": str(messages[0])}
-                              for name, messages in serializer.errors.items()]
+                    errors = [
+                        {"field": f"items[{index}].{name}", "message": str(messages[0])}
+                        for name, messages in serializer.errors.items()
+                    ]
                     results.append({"index": index, "status": "error", "errors": errors})
                     continue
                 data = serializer.validated_data
@@ -106,19 +120,31 @@ class RecommendationBatchView(APIView):
                         use_cases[data["use_case"]] = _use_case(request.user, data["use_case"])
                     with transaction.atomic():
                         recommendation = services.recommendation_submit(
-                            actor=Actor.from_request(request), use_case=use_cases[data["use_case"]],
-                            subject_key=data["subject"], content=data["content"], confidence=data.get("confidence"),
-                            proposed_action=data.get("proposed_action") or {}, cost=data.get("cost"),
-                            producer=data.get("producer") or "external", context=data.get("context") or {},
+                            actor=Actor.from_request(request),
+                            use_case=use_cases[data["use_case"]],
+                            subject_key=data["subject"],
+                            content=data["content"],
+                            confidence=data.get("confidence"),
+                            proposed_action=data.get("proposed_action") or {},
+                            cost=data.get("cost"),
+                            producer=data.get("producer") or "external",
+                            context=data.get("context") or {},
                         )
                 except ServiceError as exc:
                     field = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"
-                    results.append({"index": index, "status": "error",
-                                    "errors": [{"field": field, "message": exc.message}]})
+                    results.append(
+                        {"index": index, "status": "error", "errors": [{"field": field, "message": exc.message}]}
+                    )
                     continue
                 created += 1
-                results.append({"index": index, "status": "created", "id": recommendation.pk,
-                                "recommendation_status": recommendation.status})
+                results.append(
+                    {
+                        "index": index,
+                        "status": "created",
+                        "id": recommendation.pk,
+                        "recommendation_status": recommendation.status,
+                    }
+                )
             code = status.HTTP_201_CREATED if created == len(items) else status.HTTP_207_MULTI_STATUS
             if created == 0:
                 code = status.HTTP_400_BAD_REQUEST
@@ -132,9 +158,12 @@ class RecommendationDetailView(APIView):
 
     @extend_schema(responses=RecommendationSerializer)
     def get(self, request, pk: int):
-        recommendation = selectors.recommendation_list(user=request.user).select_related(
-            "use_case", "policy_decision", "policy_version__policy"
-        ).filter(pk=pk).first()
+        recommendation = (
+            selectors.recommendation_list(user=request.user)
+            .select_related("use_case", "policy_decision", "policy_version__policy")
+            .filter(pk=pk)
+            .first()
+        )
         if recommendation is None:
             raise NotFound("No such recommendation, or you may not see it.")
         return Response(RecommendationSerializer(recommendation).data)
@@ -149,8 +178,12 @@ class RunListCreateView(APIView):
             serializer = RunInSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
-            run = services.run_request(actor=Actor.from_request(request), use_case=_use_case(request.user,
-                                       data["use_case"]), subject_key=data["subject"], trigger=Run.Trigger.API)
+            run = services.run_request(
+                actor=Actor.from_request(request),
+                use_case=_use_case(request.user, data["use_case"]),
+                subject_key=data["subject"],
+                trigger=Run.Trigger.API,
+            )
             run.refresh_from_db()
             return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -166,5 +199,3 @@ class RunDetailView(APIView):
         if run is None:
             raise NotFound("No such run, or you may not see it.")
         return Response(RunSerializer(run).data)
-
-

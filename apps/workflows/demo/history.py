@@ -19,8 +19,10 @@ def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=prin
     counts = {"runs": 0, "reviewed": 0, "feedback": 0}
     reviewers = {world.churn_queue.pk: world.reviewer, world.replies_queue.pk: world.support_lead}
     integrator = Actor(user=world.integrator)
-    subjects = {world.churn: [f"ACC-{i:04d}" for i in range(1, 401)],
-                world.replies: [f"TCK-{i:04d}" for i in range(1, 401)]}
+    subjects = {
+        world.churn: [f"ACC-{i:04d}" for i in range(1, 401)],
+        world.replies: [f"TCK-{i:04d}" for i in range(1, 401)],
+    }
     start = (end - dt.timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     for day in range(days):
         progress = day / max(days - 1, 1)  # adoption grows over the quarter
@@ -30,8 +32,12 @@ def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=prin
                 if at >= end:
                     continue
                 with clock.simulated(at):
-                    run = run_request(actor=integrator, use_case=use_case, subject_key=rng.choice(subjects[use_case]),
-                                      trigger=Run.Trigger.SCHEDULE)
+                    run = run_request(
+                        actor=integrator,
+                        use_case=use_case,
+                        subject_key=rng.choice(subjects[use_case]),
+                        trigger=Run.Trigger.SCHEDULE,
+                    )
                 counts["runs"] += 1
                 recommendation = Recommendation.objects.filter(run=run).select_related("review_task").first()
                 if recommendation is None:
@@ -59,12 +65,18 @@ def _review(task: ReviewTask, reviewers: dict, at, rng, progress, end):
     with clock.simulated(at), transaction.atomic():
         text = task.recommendation.text
         if roll < 0.12:
-            review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.REJECT, seconds_spent=seconds,
-                               reason_code=rng.choice(["inaccurate", "stale_data", "tone", "policy"]))
+            review_task_decide(
+                actor=actor,
+                task=task,
+                decision=ReviewVerdict.Decision.REJECT,
+                seconds_spent=seconds,
+                reason_code=rng.choice(["inaccurate", "stale_data", "tone", "policy"]),
+            )
         elif roll < 0.3:
             edited = text.replace("this week", "today").replace("Best regards", "Kind regards") + " (checked)"
-            review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.EDIT, edited_text=edited,
-                               seconds_spent=seconds)
+            review_task_decide(
+                actor=actor, task=task, decision=ReviewVerdict.Decision.EDIT, edited_text=edited, seconds_spent=seconds
+            )
         else:
             review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.APPROVE, seconds_spent=seconds)
     return at
@@ -83,7 +95,12 @@ def _feedback(recommendation, actor, at, rng, progress, end) -> int:
         if at >= end:
             break
         with clock.simulated(at):
-            feedback_record(actor=actor, event_id=f"demo-{recommendation.pk}-{kind}", recommendation_id=recommendation.pk,
-                            type=kind, payload={"source": "crm"})
+            feedback_record(
+                actor=actor,
+                event_id=f"demo-{recommendation.pk}-{kind}",
+                recommendation_id=recommendation.pk,
+                type=kind,
+                payload={"source": "crm"},
+            )
         sent += 1
     return sent

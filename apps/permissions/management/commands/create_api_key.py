@@ -20,8 +20,9 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {user!r}.") from None
         try:
-            _, raw = api_key_create(actor=Actor.for_system("create_api_key", on_behalf_of=owner), user=owner,
-                                    name=name, scopes=scopes)
+            _, raw = api_key_create(
+                actor=Actor.for_system("create_api_key", on_behalf_of=owner), user=owner, name=name, scopes=scopes
+            )
         except ServiceError as exc:
             raise CommandError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
         self.stdout.write(raw)

@@ -48,10 +48,12 @@ class Command(BaseCommand):
         self._schedule(world)
         password_file.write_text(password)
         password_file.chmod(0o600)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo loaded in {time.monotonic() - started:.0f}s: {counts['runs']} runs, {counts['reviewed']} reviews, "
-            f"{counts['feedback']} feedback events."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo loaded in {time.monotonic() - started:.0f}s: {counts['runs']} runs, "
+                f"{counts['reviewed']} reviews, {counts['feedback']} feedback events."
+            )
+        )
         self.stdout.write(f"Accounts: admin, governance, reviewer, executive, integrator. Password: {password}")
 
     def _schedule(self, world):
@@ -60,6 +62,9 @@ class Command(BaseCommand):
         for use_case, subjects in ((world.churn, ["ACC-0011", "ACC-0042"]), (world.replies, ["TCK-0007", "TCK-0019"])):
             PeriodicTask.objects.update_or_create(
                 name=f"Run {use_case.slug}",
-                defaults={"interval": every, "task": "apps.workflows.tasks.use_case_schedule_task",
-                          "args": json.dumps([use_case.pk, subjects])},
+                defaults={
+                    "interval": every,
+                    "task": "apps.workflows.tasks.use_case_schedule_task",
+                    "args": json.dumps([use_case.pk, subjects]),
+                },
             )

@@ -1,0 +1,255 @@
+"""The unified audit trail: history rows of governed objects merged with recommendation events,
+newest first, in keyset pages (no COUNT, PITFALLS #4). Each source is filtered to what the user may see."""
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
+from django.utils.dateparse import parse_datetime
+
+from apps.connectors.models import Connector, Destination, SourceDataset
+from apps.core.permissions import restrict
+from apps.permissions.models import ApiKey
+from apps.policies.models import Policy, PolicyVersion, Rule
+from apps.reviews.models import ReviewQueue
+from apps.workflows.models import RecommendationEvent, UseCase
+from apps.workflows.selectors import recommendation_list
+
+PAGE_SIZE = 50
+EVENTS = "event"
+# Values never shown in a diff, even to an admin: they are credentials or derived from them.
+HIDDEN_FIELDS = {"key_digest", "secrets_ciphertext"}
+
+# The governed models in a fixed order: the order breaks ties between rows with the same time.
+GOVERNED: dict[str, type[Model]] = {
+    "usecase": UseCase,
+    "policy": Policy,
+    "policyversion": PolicyVersion,
+    "rule": Rule,
+    "reviewqueue": ReviewQueue,
+    "connector": Connector,
+    "sourcedataset": SourceDataset,
+    "destination": Destination,
+    "apikey": ApiKey,
+}
+SOURCES = [*GOVERNED, EVENTS]
+SOURCE_LABELS = {key: model._meta.verbose_name.capitalize() for key, model in GOVERNED.items()} | {
+    EVENTS: "Recommendation event"
+}
+
+
+@dataclass
+class TrailEntry:
+    source: str
+    pk: int
+    at: dt.datetime
+    actor: str
+    action: str  # "created" / "changed" / "deleted" / an event type label
+    subject: str
+    object_id: int | None
+    changes: list[dict] = field(default_factory=list)
+    reason: str = ""
+    payload: list[tuple[str, str]] = field(default_factory=list)
+    recommendation_id: int | None = None
+    event_type: str = ""
+    link: tuple = ()  # ("usecase", slug) / ("policy", pk) / ("connectors",) / ("trace", pk): the view makes a URL
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.at.isoformat()}|{SOURCES.index(self.source)}|{self.pk}"
+
+
+def _visible_history(key: str, user) -> QuerySet:
+    """History rows of one governed model the user may see: superusers all, others through object grants."""
+    history = GOVERNED[key].history.model.objects.all()
+    if user.is_superuser:
+        return history
+    use_cases = restrict(UseCase.objects.all(), user, "view_usecase").values("pk")
+    policies = restrict(Policy.objects.all(), user, "view_policy").values("pk")
+    connectors = restrict(Connector.objects.all(), user, "view_connector").values("pk")
+    match key:
+        case "usecase":
+            return history.filter(id__in=use_cases)
+        case "policy":
+            return history.filter(id__in=policies)
+        case "policyversion":
+            return history.filter(policy_id__in=policies)
+        case "rule":
+            return history.filter(version_id__in=PolicyVersion.objects.filter(policy__in=policies).values("pk"))
+        case "reviewqueue":
+            return history.filter(id__in=restrict(ReviewQueue.objects.all(), user, "view_reviewqueue").values("pk"))
+        case "connector":
+            return history.filter(id__in=connectors)
+        case "sourcedataset" | "destination":
+            return history.filter(connector_id__in=connectors)
+        case "apikey":
+            return history.filter(user_id=user.pk)
+    return history.none()
+
+
+def parse_cursor(cursor: str) -> tuple[dt.datetime, int, int] | None:
+    try:
+        at, source, pk = cursor.split("|")
+        parsed = parse_datetime(at)
+        return (parsed, int(source), int(pk)) if parsed else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _after_cursor(time_field: str, pk_field: str, source_index: int, cursor) -> Q:
+    """Rows that sort after the cursor in (time, source, pk) descending order."""
+    if cursor is None:
+        return Q()
+    at, cursor_source, cursor_pk = cursor
+    if source_index < cursor_source:
+        return Q(**{f"{time_field}__lte": at})
+    if source_index > cursor_source:
+        return Q(**{f"{time_field}__lt": at})
+    return Q(**{f"{time_field}__lt": at}) | Q(**{time_field: at, f"{pk_field}__lt": cursor_pk})
+
+
+def _short(value, limit: int = 80) -> str:
+    text = "—" if value in (None, "") else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _labelled(key: str, rows: QuerySet) -> QuerySet:
+    """Names of related objects as subqueries: one query per page, and rows survive a deleted parent."""
+    version = PolicyVersion.objects.filter(pk=OuterRef("version_id"))
+    match key:
+        case "policyversion":
+            return rows.annotate(policy_name=Subquery(Policy.objects.filter(pk=OuterRef("policy_id")).values("name")[:1]))
+        case "rule":
+            return rows.annotate(
+                policy_name=Subquery(version.values("policy__name")[:1]),
+                policy_ref=Subquery(version.values("policy_id")[:1]),
+                version_number=Subquery(version.values("number")[:1]),
+            )
+        case "sourcedataset":
+            return rows.annotate(
+                connector_name=Subquery(Connector.objects.filter(pk=OuterRef("connector_id")).values("name")[:1])
+            )
+    return rows
+
+
+def _subject(key: str, row) -> tuple[str, tuple]:
+    match key:
+        case "usecase":
+            return row.name, ("usecase", row.slug)
+        case "policy":
+            return row.name, ("policy", row.id)
+        case "policyversion":
+            return f"{row.policy_name} v{row.number}", ("policy", row.policy_id)
+        case "rule":
+            link = ("policy", row.policy_ref) if row.policy_ref else ()
+            return f"{row.policy_name} v{row.version_number}: rule “{row.name}”", link
+        case "sourcedataset":
+            return f"{row.connector_name} / {row.name}", ("connectors",)
+        case "connector" | "destination":
+            return row.name, ("connectors",)
+        case "apikey":
+            return f"{row.name} ({row.prefix}…)", ("connectors",)
+    return row.name, ()
+
+
+def _history_entries(key: str, user, *, actor: str, cursor, limit: int) -> list[TrailEntry]:
+    history_model = GOVERNED[key].history.model
+    previous = history_model.objects.filter(id=OuterRef("id")).filter(
+        Q(history_date__lt=OuterRef("history_date"))
+        | Q(history_date=OuterRef("history_date"), history_id__lt=OuterRef("history_id"))
+    )
+    rows = _visible_history(key, user).filter(_after_cursor("history_date", "history_id", SOURCES.index(key), cursor))
+    if actor:
+        rows = rows.filter(history_user__username__iexact=actor)
+    rows = list(
+        _labelled(key, rows.select_related("history_user"))
+        .annotate(previous_id=Subquery(previous.order_by("-history_date", "-history_id").values("history_id")[:1]))
+        .order_by("-history_date", "-history_id")[:limit]
+    )
+    previous_rows = history_model.objects.in_bulk([row.previous_id for row in rows if row.previous_id])
+    entries = []
+    for row in rows:
+        subject, link = _subject(key, row)
+        changes = []
+        before = previous_rows.get(row.previous_id)
+        if row.history_type == "~" and before is not None:
+            for change in row.diff_against(before).changes:
+                hidden = change.field in HIDDEN_FIELDS
+                changes.append(
+                    {
+                        "field": change.field,
+                        "old": "(hidden)" if hidden else _short(change.old),
+                        "new": "(hidden)" if hidden else _short(change.new),
+                    }
+                )
+        entries.append(
+            TrailEntry(
+                source=key,
+                pk=row.history_id,
+                at=row.history_date,
+                actor=row.history_user.get_username() if row.history_user else "system",
+                action={"+": "created", "~": "changed", "-": "deleted"}.get(row.history_type, row.history_type),
+                subject=subject,
+                object_id=row.id,
+                link=link,
+                changes=changes,
+                reason=row.history_change_reason or "",
+            )
+        )
+    return entries
+
+
+def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int) -> list[TrailEntry]:
+    events = RecommendationEvent.objects.filter(recommendation__in=recommendation_list(user=user)).filter(
+        _after_cursor("at", "pk", SOURCES.index(EVENTS), cursor)
+    )
+    if actor:
+        events = events.filter(Q(actor_user__username__iexact=actor) | Q(actor_label__iexact=actor))
+    if event_type:
+        events = events.filter(type=event_type)
+    events = events.select_related("recommendation__use_case").order_by("-at", "-pk")[:limit]
+    return [
+        TrailEntry(
+            source=EVENTS,
+            pk=event.pk,
+            at=event.at,
+            actor=event.actor_label,
+            action=event.get_type_display(),
+            subject=f"Recommendation {event.recommendation_id} ({event.recommendation.use_case.name}, "
+            f"{event.recommendation.subject_key}) #{event.sequence}",
+            object_id=event.recommendation_id,
+            payload=[(str(k), _short(v, 60)) for k, v in list(event.payload.items())[:6]]
+            if isinstance(event.payload, dict)
+            else [],
+            recommendation_id=event.recommendation_id,
+            event_type=event.type,
+            link=("trace", event.recommendation_id),
+        )
+        for event in events
+    ]
+
+
+def audit_trail(*, user, actor: str = "", type: str = "", cursor: str = "", limit: int = PAGE_SIZE
+                ) -> tuple[list[TrailEntry], str | None]:
+    """One page of the trail, newest first, and the cursor of the next page (None at the end).
+
+    `type` is a governed model key (e.g. "policyversion"), "event" for all recommendation events or
+    "event:<type>" for one event type; empty for everything."""
+    if user is None or not user.is_authenticated:
+        return [], None
+    position = parse_cursor(cursor) if cursor else None
+    actor = actor.strip()
+    event_type = ""
+    if type.startswith(f"{EVENTS}:"):
+        type, event_type = EVENTS, type.split(":", 1)[1]
+    sources = [type] if type in SOURCES else SOURCES
+    entries: list[TrailEntry] = []
+    for source in sources:
+        if source == EVENTS:
+            entries += _event_entries(user, actor=actor, event_type=event_type, cursor=position, limit=limit + 1)
+        else:
+            entries += _history_entries(source, user, actor=actor, cursor=position, limit=limit + 1)
+    entries.sort(key=lambda e: (e.at, SOURCES.index(e.source), e.pk), reverse=True)
+    page = entries[:limit]
+    next_cursor = page[-1].cursor if len(entries) > limit else None
+    return page, next_cursor
