@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 from django.conf import settings
@@ -14,12 +15,25 @@ def _clear_policy_cache():
     evaluation._version_rules.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def demo_artifacts(tmp_path_factory):
+    """The demo's outside systems (source database, trained models), built once per test session."""
+    from apps.workflows.demo.world import build_demo_artifacts
+
+    path = tmp_path_factory.mktemp("demo-artifacts")
+    build_demo_artifacts(path, now=clock.now())
+    return path
+
+
 @pytest.fixture
-def world(db, tmp_path):
-    """The demo company (users, grants, connectors, policies, two use cases), without history."""
+def world(db, tmp_path, demo_artifacts):
+    """The demo company (users, grants, connectors, policies, two use cases), without history. Each test
+    gets its own copy of the source database, since deliveries write back into it."""
     from apps.workflows.demo.world import build_world
 
-    return build_world(demo_dir=tmp_path / "demo", password="demo-pass-123!", now=clock.now())
+    demo_dir = tmp_path / "demo"
+    shutil.copytree(demo_artifacts, demo_dir)
+    return build_world(demo_dir=demo_dir, password="demo-pass-123!", now=clock.now(), artifacts_ready=True)
 
 
 @pytest.fixture

@@ -55,6 +55,10 @@ class TrailEntry:
     link: tuple = ()  # ("usecase", slug) / ("policy", pk) / ("connectors",) / ("trace", pk): the view makes a URL
 
     @property
+    def source_label(self) -> str:
+        return SOURCE_LABELS[self.source]
+
+    @property
     def cursor(self) -> str:
         return f"{self.at.isoformat()}|{SOURCES.index(self.source)}|{self.pk}"
 

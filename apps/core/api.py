@@ -12,7 +12,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import ServiceError
+from .exceptions import Conflict, ServiceError
 from .models import IdempotencyRecord
 
 
@@ -105,7 +105,7 @@ class ApiBodyLimitMiddleware:
 
 def idempotent(scope: str, request, handler) -> Response:
     """Run `handler()` once per (caller, Idempotency-Key). A repeat with the same body gets the first
-    response and creates nothing; the same key with a different body is a 422."""
+    response and creates nothing; the same key with a different body is a 409."""
     key = request.headers.get("Idempotency-Key")
     if not key:
         return handler()
@@ -116,7 +116,7 @@ def idempotent(scope: str, request, handler) -> Response:
 
     def replay(record):
         if record.request_hash != body_hash:
-            raise ServiceError(
+            raise Conflict(
                 "This Idempotency-Key was used with a different request body.",
                 field="Idempotency-Key",
                 code="idempotency_key_reused",

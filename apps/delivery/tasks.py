@@ -11,7 +11,7 @@ def delivery_send_task(self, delivery_id: int):
     try:
         services.delivery_send(delivery_id=delivery_id)
     except ConnectorError as exc:
-        if self.request.retries >= self.max_retries:
+        if exc.permanent or self.request.retries >= self.max_retries:
             services.delivery_give_up(delivery_id=delivery_id, error=str(exc))
             return
         raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 3600)) from exc

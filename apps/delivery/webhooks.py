@@ -46,7 +46,9 @@ def _check_address(url: str) -> None:
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
-            raise ConnectorError(f"{host} resolves to a private address ({address}); an admin must allow-list it")
+            raise ConnectorError(
+                f"{host} resolves to a private address ({address}); an admin must allow-list it", permanent=True
+            )
 
 
 def send(*, url: str, secret: str, msg_id: str, body: bytes, timeout: float = 5.0) -> requests.Response:

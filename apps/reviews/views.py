@@ -243,7 +243,9 @@ def _decision_context(request, task: ReviewTask, form: ReviewDecisionForm | None
             widget = form.fields[name].widget
             widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
     claim = _claim_context(task, request.user, now)
-    verdict = task.verdicts.select_related("reviewer").order_by("-created_at", "-pk").first() if claim["decided"] else None
+    verdict = (
+        task.verdicts.select_related("reviewer").order_by("-created_at", "-pk").first() if claim["decided"] else None
+    )
     return {
         "task": task,
         "recommendation": recommendation,

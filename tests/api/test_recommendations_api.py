@@ -65,7 +65,7 @@ def test_idempotency_key_replays_and_conflicts(world):
     different = client.post(
         "/api/v1/recommendations", _payload(subject="ACC-0006"), format="json", HTTP_IDEMPOTENCY_KEY="k-1"
     )
-    assert different.status_code == 400 and different.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert different.status_code == 409 and different.json()["errors"][0]["field"] == "Idempotency-Key"
     assert Recommendation.objects.count() == 1
 
 

@@ -97,7 +97,8 @@ def _user(username: str, password: str, *groups: Group, superuser: bool = False,
     return user
 
 
-def build_world(*, demo_dir: Path, password: str, now: dt.datetime) -> SimpleNamespace:
+def build_demo_artifacts(demo_dir: Path, *, now: dt.datetime) -> None:
+    """The outside systems: the CRM/helpdesk database and the models trained on it."""
     demo_dir.mkdir(parents=True, exist_ok=True)
     source_db = demo_dir / "sources.sqlite3"
     build_source_database(source_db, now=now)
@@ -108,6 +109,12 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime) -> SimpleNam
     )
     build_reply_index(source_db, demo_dir / "replies.joblib")
 
+
+def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_ready: bool = False) -> SimpleNamespace:
+    """Everything in Doorstep's own database; `artifacts_ready` when demo_dir already holds the outside systems."""
+    if not artifacts_ready:
+        build_demo_artifacts(demo_dir, now=now)
+    source_db = demo_dir / "sources.sqlite3"
     w = SimpleNamespace(password=password, demo_dir=demo_dir, source_db=source_db)
     group = {name: Group.objects.get_or_create(name=name)[0] for name in roles.ALL}
     w.churn_reviewers = Group.objects.create(name="Churn reviewers")
