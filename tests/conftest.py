@@ -6,6 +6,7 @@ from django.conf import settings
 
 from apps.core import clock
 from apps.core.actors import Actor
+from tests.factories import UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -33,28 +34,34 @@ def world(db, tmp_path, demo_artifacts):
 
     demo_dir = tmp_path / "demo"
     shutil.copytree(demo_artifacts, demo_dir)
-    return build_world(demo_dir=demo_dir, password="demo-pass-123!", now=clock.now(), artifacts_ready=True)
+    world = build_world(demo_dir=demo_dir, password="demo-pass-123!", now=clock.now(), artifacts_ready=True)
+    world.outsider = UserFactory(username="outsider")
+    return world
 
 
 @pytest.fixture
 def queued_recommendation(world):
     """A recommendation that the active policy sends to review (low confidence / refund promise)."""
-    from apps.workflows.services import recommendation_submit
+    from apps.workflows.services import Draft, recommendation_submit
 
     def make(use_case=None, text="Offer a 20% renewal discount and call the sponsor.", confidence=0.4, **extra):
         use_case = use_case or world.churn
         default_action = {"type": "crm_task", "discount_pct": 5}
         if use_case == world.replies and "refund" not in text.lower():
             text += " We will refund the charge."
-        recommendation = recommendation_submit(
+        (recommendation,) = recommendation_submit(
             actor=Actor(user=world.integrator),
             use_case=use_case,
-            subject_key=extra.pop("subject_key", "ACC-0001" if use_case == world.churn else "TCK-0001"),
-            content={"text": text},
-            confidence=confidence,
-            proposed_action=extra.pop("proposed_action", default_action),
-            context=extra.pop("context", {"subject": "Billing question"}),
-            **extra,
+            drafts=[
+                Draft(
+                    subject_key=extra.pop("subject_key", "ACC-0001" if use_case == world.churn else "TCK-0001"),
+                    content={"text": text},
+                    confidence=confidence,
+                    proposed_action=extra.pop("proposed_action", default_action),
+                    context=extra.pop("context", {"subject": "Billing question"}),
+                    **extra,
+                )
+            ],
         )
         assert recommendation.status == "queued_for_review", recommendation.status
         return recommendation

@@ -122,7 +122,9 @@ def _labelled(key: str, rows: QuerySet) -> QuerySet:
     version = PolicyVersion.objects.filter(pk=OuterRef("version_id"))
     match key:
         case "policyversion":
-            return rows.annotate(policy_name=Subquery(Policy.objects.filter(pk=OuterRef("policy_id")).values("name")[:1]))
+            return rows.annotate(
+                policy_name=Subquery(Policy.objects.filter(pk=OuterRef("policy_id")).values("name")[:1])
+            )
         case "rule":
             return rows.annotate(
                 policy_name=Subquery(version.values("policy__name")[:1]),
@@ -233,8 +235,9 @@ def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int) -> 
     ]
 
 
-def audit_trail(*, user, actor: str = "", type: str = "", cursor: str = "", limit: int = PAGE_SIZE
-                ) -> tuple[list[TrailEntry], str | None]:
+def audit_trail(
+    *, user, actor: str = "", type: str = "", cursor: str = "", limit: int = PAGE_SIZE
+) -> tuple[list[TrailEntry], str | None]:
     """One page of the trail, newest first, and the cursor of the next page (None at the end).
 
     `type` is a governed model key (e.g. "policyversion"), "event" for all recommendation events or

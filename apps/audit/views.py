@@ -85,11 +85,17 @@ def _source_step(recommendation: Recommendation) -> dict:
     run = recommendation.run
     snapshots = list(run.context_snapshots.all()) if run else []
     if not snapshots:
-        return {"state": "warn", "snapshots": [], "note": f"Produced outside Doorstep by {recommendation.producer}: "
-                "no context snapshot was recorded."}
+        return {
+            "state": "warn",
+            "snapshots": [],
+            "note": f"Produced outside Doorstep by {recommendation.producer}: no context snapshot was recorded.",
+        }
     freshness = {s.freshness for s in snapshots}
-    state = "bad" if ContextSnapshot.Freshness.STALE in freshness else (
-        "ok" if freshness == {ContextSnapshot.Freshness.FRESH} else "warn")
+    state = (
+        "bad"
+        if ContextSnapshot.Freshness.STALE in freshness
+        else ("ok" if freshness == {ContextSnapshot.Freshness.FRESH} else "warn")
+    )
     return {"state": state, "snapshots": snapshots, "note": ""}
 
 
@@ -164,8 +170,9 @@ def trace(request, pk: int):
         "review": _review_step(recommendation),
         "delivery": _delivery_step(recommendation),
         "feedback": {
-            "state": "ok" if any(e.type in ("accepted", "acted_on") for e in feedback) else (
-                "bad" if any(e.type == "feedback_rejected" for e in feedback) else ""),
+            "state": "ok"
+            if any(e.type in ("accepted", "acted_on") for e in feedback)
+            else ("bad" if any(e.type == "feedback_rejected" for e in feedback) else ""),
             "events": feedback,
         },
         "events": events,

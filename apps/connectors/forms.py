@@ -15,7 +15,10 @@ class ApiKeyCreateForm(forms.Form):
     expires_at = forms.DateTimeField(
         required=False,
         label="Expires",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "class": "form-control", "aria-describedby": "key-expiry-help"}, format="%Y-%m-%dT%H:%M"),
+        widget=forms.DateTimeInput(
+            attrs={"type": "datetime-local", "class": "form-control", "aria-describedby": "key-expiry-help"},
+            format="%Y-%m-%dT%H:%M",
+        ),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
         help_text="Optional; leave empty for a key that does not expire.",
     )

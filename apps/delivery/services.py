@@ -20,17 +20,28 @@ from .models import Delivery
 MAX_ATTEMPTS = 8
 
 
-def deliveries_schedule(*, recommendation: Recommendation) -> list[Delivery]:
-    """One Delivery per destination of the use case, sent by the worker after commit; never twice
-    (unique per recommendation and destination)."""
-    from .tasks import delivery_send_task
+def deliveries_schedule(*, recommendations: list[Recommendation]) -> list[Delivery]:
+    """One Delivery per recommendation and destination of its use case, sent by the worker after
+    commit; never twice (unique per recommendation and destination, existing rows are skipped)."""
+    from .tasks import deliveries_dispatch_task
 
+    existing = set(
+        Delivery.objects.filter(recommendation__in=recommendations).values_list("recommendation_id", "destination_id")
+    )
+    destinations: dict[int, list[Destination]] = {}
     deliveries = []
-    for destination in recommendation.use_case.destinations.all():
-        delivery, created = Delivery.objects.get_or_create(recommendation=recommendation, destination=destination)
-        if created:
-            deliveries.append(delivery)
-            transaction.on_commit(lambda pk=delivery.pk: delivery_send_task.delay(pk))
+    for recommendation in recommendations:
+        if recommendation.use_case_id not in destinations:
+            destinations[recommendation.use_case_id] = list(recommendation.use_case.destinations.all())
+        deliveries += [
+            Delivery(recommendation=recommendation, destination=destination)
+            for destination in destinations[recommendation.use_case_id]
+            if (recommendation.pk, destination.pk) not in existing
+        ]
+    Delivery.objects.bulk_create(deliveries)
+    if deliveries:
+        ids = [delivery.pk for delivery in deliveries]
+        transaction.on_commit(lambda: deliveries_dispatch_task.delay(ids))
     return deliveries
 
 

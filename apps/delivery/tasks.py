@@ -15,3 +15,10 @@ def delivery_send_task(self, delivery_id: int):
             services.delivery_give_up(delivery_id=delivery_id, error=str(exc))
             return
         raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 3600)) from exc
+
+
+@shared_task(acks_late=True)
+def deliveries_dispatch_task(delivery_ids: list[int]):
+    """One message per request, fanned out here: a batch of 500 does not pay 500 broker round trips."""
+    for delivery_id in delivery_ids:
+        delivery_send_task.delay(delivery_id)

@@ -10,7 +10,11 @@ def policy_list(*, user) -> QuerySet[Policy]:
 
 
 def policy_active_version(*, policy_id: int) -> PolicyVersion | None:
-    return PolicyVersion.objects.filter(policy_id=policy_id, state=PolicyVersion.State.ACTIVE).first()
+    return (
+        PolicyVersion.objects.select_related("policy")
+        .filter(policy_id=policy_id, state=PolicyVersion.State.ACTIVE)
+        .first()
+    )
 
 
 def policy_versions_awaiting_approval(*, user) -> QuerySet[PolicyVersion]:

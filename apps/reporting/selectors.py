@@ -20,8 +20,17 @@ SECONDS_PER_HOUR = Decimal("3600")
 MINUTES_PER_HOUR = Decimal("60")
 
 COUNTS = (
-    "recommendations", "delivered", "shown", "accepted", "acted_on", "reviewed", "approved", "edited",
-    "rejected", "blocked", "cycle_count",
+    "recommendations",
+    "delivered",
+    "shown",
+    "accepted",
+    "acted_on",
+    "reviewed",
+    "approved",
+    "edited",
+    "rejected",
+    "blocked",
+    "cycle_count",
 )
 FLOATS = ("review_seconds", "cycle_seconds_total")
 # Linear in the counts, so sums over days, use cases or business units stay exact.
@@ -36,6 +45,7 @@ FUNNEL = (
 
 
 # -- formatting for the explanations ---------------------------------------------------------------
+
 
 def money(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
@@ -70,6 +80,7 @@ def _ratio(numerator, denominator) -> float | None:
 
 
 # -- figures ---------------------------------------------------------------------------------------
+
 
 def _row_figures(row: dict, use_case: UseCase) -> dict:
     """The additive figures of one rollup row, priced with its use case's baseline."""
@@ -113,9 +124,7 @@ def _derive(figures: dict, use_case: UseCase | None = None, members: int = 0) ->
     f = figures
     f["acceptance_rate"] = _ratio(f["accepted"], f["shown"])
     f["override_rate"] = _ratio(f["edited"] + f["rejected"], f["reviewed"])
-    f["avg_cycle_minutes"] = (
-        f["cycle_seconds_total"] / f["cycle_count"] / 60 if f["cycle_count"] else None
-    )
+    f["avg_cycle_minutes"] = f["cycle_seconds_total"] / f["cycle_count"] / 60 if f["cycle_count"] else None
     if use_case is not None:
         f["baseline_minutes"] = float(use_case.manual_minutes_per_item)
     else:
@@ -125,16 +134,23 @@ def _derive(figures: dict, use_case: UseCase | None = None, members: int = 0) ->
     review_hours = f["review_seconds"] / 3600
 
     explain = {
-        "recommendations": f"{fmt_num(f['recommendations'])} recommendations created "
-                           f"({fmt_num(f['blocked'])} blocked by policy)",
-        "acceptance_rate": f"acceptance rate = {fmt_num(f['accepted'])} accepted / {fmt_num(f['shown'])} shown "
-                           f"= {fmt_rate(f['acceptance_rate'])}",
-        "override_rate": f"override rate = ({fmt_num(f['edited'])} edited + {fmt_num(f['rejected'])} rejected) / "
-                         f"{fmt_num(f['reviewed'])} reviewed = {fmt_rate(f['override_rate'])}",
-        "avg_cycle_minutes": f"cycle time = {fmt_num(f['cycle_seconds_total'])} s created→delivered / "
-                             f"{fmt_num(f['cycle_count'])} delivered / 60 = {fmt_minutes(f['avg_cycle_minutes'])} "
-                             f"(baseline {fmt_minutes(f['baseline_minutes'])} manual"
-                             f"{'' if use_case else ', weighted by delivered items'})",
+        "recommendations": (
+            f"{fmt_num(f['recommendations'])} recommendations created ({fmt_num(f['blocked'])} blocked by policy)"
+        ),
+        "acceptance_rate": (
+            f"acceptance rate = {fmt_num(f['accepted'])} accepted / {fmt_num(f['shown'])} shown "
+            f"= {fmt_rate(f['acceptance_rate'])}"
+        ),
+        "override_rate": (
+            f"override rate = ({fmt_num(f['edited'])} edited + {fmt_num(f['rejected'])} rejected) / "
+            f"{fmt_num(f['reviewed'])} reviewed = {fmt_rate(f['override_rate'])}"
+        ),
+        "avg_cycle_minutes": (
+            f"cycle time = {fmt_num(f['cycle_seconds_total'])} s created→delivered / "
+            f"{fmt_num(f['cycle_count'])} delivered / 60 = {fmt_minutes(f['avg_cycle_minutes'])} "
+            f"(baseline {fmt_minutes(f['baseline_minutes'])} manual"
+            f"{'' if use_case else ', weighted by delivered items'})"
+        ),
         "model_cost": f"model cost = sum of recommendation costs = {fmt_money(f['model_cost'])}",
     }
     if use_case is not None:
@@ -142,30 +158,44 @@ def _derive(figures: dict, use_case: UseCase | None = None, members: int = 0) ->
         per_accepted = use_case.value_per_accepted
         time_part = f"{fmt_num(f['accepted'])} accepted × {fmt_num(manual)} min × {fmt_money(hourly)}/h"
         explain.update(
-            reviewer_cost=f"reviewer cost = {review_hours:,.2f} h reviewing × {fmt_money(hourly)}/h "
-                          f"= {fmt_money(f['reviewer_cost'])}",
-            hours_saved=f"hours saved = {fmt_num(f['accepted'])} accepted × {fmt_num(manual)} min / 60 "
-                        f"= {f['hours_saved']:,.1f} h",
+            reviewer_cost=(
+                f"reviewer cost = {review_hours:,.2f} h reviewing × {fmt_money(hourly)}/h "
+                f"= {fmt_money(f['reviewer_cost'])}"
+            ),
+            hours_saved=(
+                f"hours saved = {fmt_num(f['accepted'])} accepted × {fmt_num(manual)} min / 60 "
+                f"= {f['hours_saved']:,.1f} h"
+            ),
             time_value=f"time value = {time_part} = {fmt_money(f['time_value'])}",
-            outcome_value=f"outcome value = {fmt_num(f['accepted'])} accepted × {fmt_money(per_accepted)} "
-                          f"= {fmt_money(f['outcome_value'])}",
-            net_value=f"net value = {time_part} + {fmt_num(f['accepted'])} × {fmt_money(per_accepted)} "
-                      f"− {fmt_money(f['model_cost'])} model − {fmt_money(f['reviewer_cost'])} review "
-                      f"= {fmt_money(f['net_value'])}",
+            outcome_value=(
+                f"outcome value = {fmt_num(f['accepted'])} accepted × {fmt_money(per_accepted)} "
+                f"= {fmt_money(f['outcome_value'])}"
+            ),
+            net_value=(
+                f"net value = {time_part} + {fmt_num(f['accepted'])} × {fmt_money(per_accepted)} "
+                f"− {fmt_money(f['model_cost'])} model − {fmt_money(f['reviewer_cost'])} review "
+                f"= {fmt_money(f['net_value'])}"
+            ),
         )
     else:
         scope = f"summed over {members} use case{'s' if members != 1 else ''}"
         explain.update(
-            reviewer_cost=f"reviewer cost = Σ review hours × hourly cost ({review_hours:,.2f} h, {scope}) "
-                          f"= {fmt_money(f['reviewer_cost'])}",
+            reviewer_cost=(
+                f"reviewer cost = Σ review hours × hourly cost ({review_hours:,.2f} h, {scope}) "
+                f"= {fmt_money(f['reviewer_cost'])}"
+            ),
             hours_saved=f"hours saved = Σ accepted × manual minutes / 60 ({scope}) = {f['hours_saved']:,.1f} h",
-            time_value=f"time value = Σ accepted × manual minutes × hourly cost ({scope}) "
-                       f"= {fmt_money(f['time_value'])}",
-            outcome_value=f"outcome value = Σ accepted × value per accepted ({scope}) "
-                          f"= {fmt_money(f['outcome_value'])}",
-            net_value=f"net value = {fmt_money(f['time_value'])} time value + {fmt_money(f['outcome_value'])} "
-                      f"outcome value − {fmt_money(f['model_cost'])} model − {fmt_money(f['reviewer_cost'])} "
-                      f"review = {fmt_money(f['net_value'])} ({scope})",
+            time_value=(
+                f"time value = Σ accepted × manual minutes × hourly cost ({scope}) = {fmt_money(f['time_value'])}"
+            ),
+            outcome_value=(
+                f"outcome value = Σ accepted × value per accepted ({scope}) = {fmt_money(f['outcome_value'])}"
+            ),
+            net_value=(
+                f"net value = {fmt_money(f['time_value'])} time value + {fmt_money(f['outcome_value'])} "
+                f"outcome value − {fmt_money(f['model_cost'])} model − {fmt_money(f['reviewer_cost'])} "
+                f"review = {fmt_money(f['net_value'])} ({scope})"
+            ),
         )
     explain["cost_per_accepted"] = (
         f"cost per accepted = ({fmt_money(f['model_cost'])} model + {fmt_money(f['reviewer_cost'])} review) / "
@@ -187,6 +217,7 @@ def _derive(figures: dict, use_case: UseCase | None = None, members: int = 0) ->
 
 
 # -- the summary -----------------------------------------------------------------------------------
+
 
 def roi_use_cases(*, user, use_case_slug: str | None = None, business_unit: str | None = None) -> list[UseCase]:
     """The use cases whose ROI the user may read, narrowed by the filters."""

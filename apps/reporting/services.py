@@ -27,8 +27,17 @@ EVENT_FIELDS = {
     RecommendationEvent.Type.ACTED_ON: "acted_on",
 }
 COUNT_FIELDS = (
-    "recommendations", "reviewed", "approved", "edited", "rejected", "blocked",
-    "delivered", "shown", "accepted", "acted_on", "cycle_count",
+    "recommendations",
+    "reviewed",
+    "approved",
+    "edited",
+    "rejected",
+    "blocked",
+    "delivered",
+    "shown",
+    "accepted",
+    "acted_on",
+    "cycle_count",
 )
 
 
@@ -83,8 +92,10 @@ def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[t
 
     Decision = ReviewVerdict.Decision
     verdicts = (
-        scoped(ReviewVerdict.objects.filter(created_at__gte=lower, created_at__lt=upper),
-               "task__recommendation__use_case_id")
+        scoped(
+            ReviewVerdict.objects.filter(created_at__gte=lower, created_at__lt=upper),
+            "task__recommendation__use_case_id",
+        )
         .annotate(day=TruncDate("created_at"), use_case_id=F("task__recommendation__use_case_id"))
         .values("use_case_id", "day")
         .annotate(
@@ -98,12 +109,19 @@ def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[t
     )
     for v in verdicts:
         row = rows[(v["use_case_id"], _as_date(v["day"]))]
-        row.update(reviewed=v["n"], approved=v["approved"], edited=v["edited"], rejected=v["rejected"],
-                   review_seconds=float(v["seconds"] or 0))
+        row.update(
+            reviewed=v["n"],
+            approved=v["approved"],
+            edited=v["edited"],
+            rejected=v["rejected"],
+            review_seconds=float(v["seconds"] or 0),
+        )
 
     events = (
-        scoped(RecommendationEvent.objects.filter(type__in=list(EVENT_FIELDS), at__gte=lower, at__lt=upper),
-               "recommendation__use_case_id")
+        scoped(
+            RecommendationEvent.objects.filter(type__in=list(EVENT_FIELDS), at__gte=lower, at__lt=upper),
+            "recommendation__use_case_id",
+        )
         .annotate(day=TruncDate("at"), use_case_id=F("recommendation__use_case_id"))
         .values("use_case_id", "day", "type")
         .annotate(n=Count("recommendation_id", distinct=True))

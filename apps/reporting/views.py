@@ -34,8 +34,9 @@ class RoiFilterForm(forms.Form):
         self.fields["business_unit"].choices = [("", "All business units")] + [(unit, unit) for unit in units]
         self.fields["use_case"].choices = [("", "All use cases")] + [(u.slug, u.name) for u in use_cases]
         for field in self.fields.values():
-            field.widget.attrs.setdefault("class", "form-select" if isinstance(field, forms.ChoiceField)
-                                          else "form-control")
+            field.widget.attrs.setdefault(
+                "class", "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
+            )
 
     def clean(self):
         data = super().clean()
@@ -55,8 +56,7 @@ def _filters(request) -> tuple[RoiFilterForm, dict]:
     use_cases = selectors.roi_use_cases(user=request.user)
     form = RoiFilterForm(request.GET or None, use_cases=use_cases)
     today = timezone.localdate(clock.now())
-    filters = {"start": today - dt.timedelta(days=DEFAULT_DAYS - 1), "end": today,
-               "business_unit": "", "use_case": ""}
+    filters = {"start": today - dt.timedelta(days=DEFAULT_DAYS - 1), "end": today, "business_unit": "", "use_case": ""}
     if form.is_bound and form.is_valid():
         filters.update({name: form.cleaned_data[name] for name in filters})
     return form, filters
@@ -73,8 +73,9 @@ def _summary(request, filters: dict) -> dict:
 
 
 def _query(filters: dict) -> str:
-    return urlencode({name: value.isoformat() if isinstance(value, dt.date) else value
-                      for name, value in filters.items() if value})
+    return urlencode(
+        {name: value.isoformat() if isinstance(value, dt.date) else value for name, value in filters.items() if value}
+    )
 
 
 @require_GET
@@ -101,20 +102,45 @@ def roi(request):
 CHARTS = {
     "all": ("Everything", None),
     "funnel": ("Adoption funnel", ("recommendations", "delivered", "shown", "accepted", "acted_on")),
-    "rates": ("Acceptance and override rate",
-              ("shown", "accepted", "acceptance_rate", "reviewed", "edited", "rejected", "override_rate")),
-    "cycle": ("Cycle time vs baseline", ("cycle_count", "cycle_seconds_total", "avg_cycle_minutes",
-                                         "baseline_minutes")),
-    "cost": ("Cost per accepted", ("accepted", "model_cost", "review_seconds", "reviewer_cost",
-                                   "cost_per_accepted")),
-    "value": ("Net value", ("accepted", "hours_saved", "time_value", "outcome_value", "model_cost",
-                            "reviewer_cost", "net_value")),
+    "rates": (
+        "Acceptance and override rate",
+        ("shown", "accepted", "acceptance_rate", "reviewed", "edited", "rejected", "override_rate"),
+    ),
+    "cycle": (
+        "Cycle time vs baseline",
+        ("cycle_count", "cycle_seconds_total", "avg_cycle_minutes", "baseline_minutes"),
+    ),
+    "cost": ("Cost per accepted", ("accepted", "model_cost", "review_seconds", "reviewer_cost", "cost_per_accepted")),
+    "value": (
+        "Net value",
+        ("accepted", "hours_saved", "time_value", "outcome_value", "model_cost", "reviewer_cost", "net_value"),
+    ),
 }
 ALL_COLUMNS = (
-    "recommendations", "blocked", "delivered", "shown", "accepted", "acted_on", "reviewed", "approved", "edited",
-    "rejected", "acceptance_rate", "override_rate", "cycle_count", "cycle_seconds_total", "avg_cycle_minutes",
-    "baseline_minutes", "review_seconds", "model_cost", "reviewer_cost", "cost_per_accepted", "hours_saved",
-    "time_value", "outcome_value", "net_value",
+    "recommendations",
+    "blocked",
+    "delivered",
+    "shown",
+    "accepted",
+    "acted_on",
+    "reviewed",
+    "approved",
+    "edited",
+    "rejected",
+    "acceptance_rate",
+    "override_rate",
+    "cycle_count",
+    "cycle_seconds_total",
+    "avg_cycle_minutes",
+    "baseline_minutes",
+    "review_seconds",
+    "model_cost",
+    "reviewer_cost",
+    "cost_per_accepted",
+    "hours_saved",
+    "time_value",
+    "outcome_value",
+    "net_value",
 )
 MONEY_COLUMNS = {"model_cost", "reviewer_cost", "cost_per_accepted", "time_value", "outcome_value", "net_value"}
 
@@ -142,12 +168,14 @@ def roi_export(request):
     """The ROI data behind one chart (or all), one row per use case and day with activity, as CSV."""
     chart = request.GET.get("chart", "all")
     if chart not in CHARTS:
-        return HttpResponseBadRequest(f"Unknown chart {chart!r}; use one of {', '.join(CHARTS)}.",
-                                      content_type="text/plain")
+        return HttpResponseBadRequest(
+            f"Unknown chart {chart!r}; use one of {', '.join(CHARTS)}.", content_type="text/plain"
+        )
     form, filters = _filters(request)
     if form.is_bound and not form.is_valid():
-        return HttpResponseBadRequest(" ".join(form.errors.get("__all__", [])) or "Invalid filters.",
-                                      content_type="text/plain")
+        return HttpResponseBadRequest(
+            " ".join(form.errors.get("__all__", [])) or "Invalid filters.", content_type="text/plain"
+        )
     summary = _summary(request, filters)
     columns = CHARTS[chart][1] or ALL_COLUMNS
     filename = f"doorstep-roi-{chart}-{filters['start']:%Y%m%d}-{filters['end']:%Y%m%d}.csv"
@@ -157,8 +185,13 @@ def roi_export(request):
     writer.writerow(["day", "use_case", "use_case_name", "business_unit", *columns])
     for row in summary["daily"]:
         use_case = row["use_case"]
-        writer.writerow([
-            row["day"].isoformat(), use_case.slug, _text(use_case.name), _text(use_case.business_unit),
-            *(_cell(name, row[name]) for name in columns),
-        ])
+        writer.writerow(
+            [
+                row["day"].isoformat(),
+                use_case.slug,
+                _text(use_case.name),
+                _text(use_case.business_unit),
+                *(_cell(name, row[name]) for name in columns),
+            ]
+        )
     return response

@@ -1,6 +1,7 @@
-"""Appending lifecycle events: immutable rows, hash-chained per recommendation.
+"""Lifecycle events: immutable rows, hash-chained per recommendation.
 
-Callers hold a lock on the recommendation row (select_for_update) so sequences never race.
+Callers appending to an existing chain hold a lock on the recommendation row (select_for_update), so
+sequences never race; a new recommendation's first events are built in memory and bulk-inserted.
 """
 
 import hashlib
@@ -34,6 +35,46 @@ def event_hash(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def events_build(
+    *, recommendation: Recommendation, specs: list[tuple[str, dict]], actor: Actor, at, previous=None
+) -> list[RecommendationEvent]:
+    """Unsaved events for `specs` [(type, payload)], chained after `previous` (None: the chain starts)."""
+    events = []
+    for type, payload in specs:
+        sequence = previous.sequence + 1 if previous else 1
+        prev_hash = previous.hash if previous else GENESIS_HASH
+        payload = json.loads(json.dumps(payload or {}, default=str))
+        event = RecommendationEvent(
+            recommendation=recommendation,
+            sequence=sequence,
+            type=type,
+            at=at,
+            actor_user=actor.user,
+            actor_api_key=actor.api_key,
+            actor_label=actor.label,
+            payload=payload,
+            external_id=None,
+            prev_hash=prev_hash,
+        )
+        event.hash = _hash_of(event)
+        events.append(event)
+        previous = event
+    return events
+
+
+def _hash_of(event: RecommendationEvent) -> str:
+    return event_hash(
+        prev_hash=event.prev_hash,
+        recommendation_id=event.recommendation_id,
+        sequence=event.sequence,
+        type=event.type,
+        at=event.at,
+        actor_label=event.actor_label,
+        payload=event.payload,
+        external_id=event.external_id,
+    )
+
+
 def event_append(
     *,
     recommendation: Recommendation,
@@ -42,39 +83,15 @@ def event_append(
     payload: dict | None = None,
     external_id: str | None = None,
     at=None,
-    previous: RecommendationEvent | None = None,
-    first: bool = False,
 ) -> RecommendationEvent:
-    """Append one event. A caller that just wrote the previous event passes it, or `first` for a new
-    recommendation, which saves the look-up of the chain's last link."""
-    if previous is None and not first:
-        previous = recommendation.events.order_by("-sequence").first()
-    sequence = previous.sequence + 1 if previous else 1
-    prev_hash = previous.hash if previous else GENESIS_HASH
-    at = at or clock.now()
-    payload = json.loads(json.dumps(payload or {}, default=str))
-    event = RecommendationEvent(
-        recommendation=recommendation,
-        sequence=sequence,
-        type=type,
-        at=at,
-        actor_user=actor.user,
-        actor_api_key=actor.api_key,
-        actor_label=actor.label,
-        payload=payload,
-        external_id=external_id,
-        prev_hash=prev_hash,
+    """Append one event after the chain's last link."""
+    previous = recommendation.events.order_by("-sequence").first()
+    (event,) = events_build(
+        recommendation=recommendation, specs=[(type, payload)], actor=actor, at=at or clock.now(), previous=previous
     )
-    event.hash = event_hash(
-        prev_hash=prev_hash,
-        recommendation_id=recommendation.pk,
-        sequence=sequence,
-        type=type,
-        at=at,
-        actor_label=event.actor_label,
-        payload=payload,
-        external_id=external_id,
-    )
+    if external_id is not None:
+        event.external_id = external_id
+        event.hash = _hash_of(event)
     event.save(force_insert=True)
     return event
 

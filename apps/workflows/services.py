@@ -6,6 +6,7 @@ Writes take an Actor, run in one transaction with their lifecycle events, and se
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -23,7 +24,7 @@ from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
 from apps.reviews.models import ReviewTask
 
-from .events import event_append
+from .events import event_append, events_build
 from .models import ContextSnapshot, Recommendation, RecommendationEvent, Run, UseCase
 
 EventType = RecommendationEvent.Type
@@ -156,10 +157,7 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
         run.tokens_in, run.tokens_out, run.cost = result.tokens_in, result.tokens_out, result.cost
         run.error = "; ".join(model_errors)
         tick = time.perf_counter()
-        recommendation = _recommendation_create(
-            actor=actor,
-            use_case=use_case,
-            run=run,
+        draft = Draft(
             subject_key=run.subject_key,
             producer="doorstep",
             content=result.output,
@@ -168,6 +166,7 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
             cost=result.cost,
             context=records[0],
             freshness=snapshot.freshness,
+            run=run,
             pipeline_events=[
                 (
                     EventType.CONTEXT,
@@ -193,6 +192,7 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
                 ),
             ],
         )
+        (recommendation,) = _recommendations_create(actor=actor, use_case=use_case, drafts=[draft])
         timings["evaluate_and_route"] = round((time.perf_counter() - tick) * 1000, 2)
         run.step_timings = timings
         run.status = Run.Status.SUCCEEDED
@@ -203,186 +203,153 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
     return run
 
 
-def recommendation_submit(
-    *,
-    actor: Actor,
-    use_case: UseCase,
-    subject_key: str,
-    content: dict,
-    confidence: float | None = None,
-    proposed_action: dict | None = None,
-    cost: Decimal = Decimal("0"),
-    producer: str = "external",
-    context: dict | None = None,
-) -> Recommendation:
-    """Bring your own model: an output produced elsewhere enters at policy evaluation. Needs run_usecase."""
+@dataclass
+class Draft:
+    """One output about to enter policy evaluation, from a run or from a model elsewhere."""
+
+    subject_key: str
+    content: dict
+    confidence: float | None = None
+    proposed_action: dict = field(default_factory=dict)
+    cost: Decimal = Decimal("0")
+    producer: str = "external"
+    context: dict = field(default_factory=dict)
+    freshness: str = ContextSnapshot.Freshness.UNKNOWN
+    run: Run | None = None
+    pipeline_events: list = field(default_factory=list)
+
+
+def recommendation_submit(*, actor: Actor, use_case: UseCase, drafts: list[Draft]) -> list[Recommendation]:
+    """Bring your own model: outputs produced elsewhere enter at policy evaluation, one or a batch.
+    Needs run_usecase. All or nothing: the caller validates items first."""
     _require_runnable(actor, use_case)
     with transaction.atomic():
-        return _recommendation_create(
-            actor=actor,
-            use_case=use_case,
-            run=None,
-            subject_key=subject_key,
-            producer=producer,
-            content=content,
-            confidence=confidence,
-            proposed_action=proposed_action or {},
-            cost=cost,
-            context=context or {},
-            freshness=ContextSnapshot.Freshness.UNKNOWN,
-            pipeline_events=[],
-        )
+        return _recommendations_create(actor=actor, use_case=use_case, drafts=drafts)
 
 
-def _recommendation_create(
-    *,
-    actor,
-    use_case,
-    run,
-    subject_key,
-    producer,
-    content,
-    confidence,
-    proposed_action,
-    cost,
-    context,
-    freshness,
-    pipeline_events,
-) -> Recommendation:
-    """Create the recommendation, evaluate the active policy, route it. Caller holds the transaction."""
-    version = policy_active_version(policy_id=use_case.policy_id) if use_case.policy_id else None
-    verdict = evaluation.evaluate(
-        version,
-        output=content,
-        context=context,
-        action=proposed_action,
-        use_case={"slug": use_case.slug, "risk_tier": use_case.risk_tier, "business_unit": use_case.business_unit},
-        subject=subject_key,
-        confidence=confidence,
-        freshness=freshness,
-        cost=float(cost),
-    )
-    recommendation = Recommendation.objects.create(
-        use_case=use_case,
-        run=run,
-        subject_key=subject_key,
-        producer=producer,
-        content=content,
-        final_content=verdict.output,
-        confidence=confidence,
-        proposed_action=proposed_action,
-        cost=cost,
-        policy_version=version,
-        created_by=actor.user,
-    )
-    previous = event_append(
-        recommendation=recommendation,
-        type=EventType.RECEIVED,
-        actor=actor,
-        payload={"producer": producer, "run": run.pk if run else None, "subject": subject_key},
-        first=True,
-    )
-    for event_type, payload in pipeline_events:
-        previous = event_append(
-            recommendation=recommendation, type=event_type, actor=actor, payload=payload, previous=previous
-        )
-    PolicyDecision.objects.create(
-        recommendation=recommendation,
-        version=version,
-        effect=verdict.effect,
-        fired_rules=verdict.fired,
-        signals=verdict.signals,
-        redactions=verdict.redactions,
-        duration_us=verdict.duration_us,
-    )
-    previous = event_append(
-        recommendation=recommendation,
-        type=EventType.EVALUATED,
-        actor=actor,
-        payload={
-            "policy_version": str(version) if version else None,
-            "effect": verdict.effect,
-            "fired": verdict.fired,
-            "redactions": verdict.redactions,
-        },
-        previous=previous,
-    )
-    metrics.RECOMMENDATIONS_TOTAL.labels(use_case.slug, verdict.effect).inc()
-    _route(recommendation, verdict, actor=actor, previous=previous)
-    return recommendation
-
-
-def _route(recommendation: Recommendation, verdict, *, actor: Actor, previous) -> None:
-    use_case = recommendation.use_case
-    if verdict.effect == Rule.Effect.BLOCK:
-        recommendation.status = Recommendation.Status.BLOCKED
-        recommendation.decided_at = clock.now()
-        recommendation.save(update_fields=["status", "decided_at"])
-        event_append(
-            recommendation=recommendation,
-            type=EventType.BLOCKED,
-            actor=actor,
-            payload={"rules": [f["name"] for f in verdict.fired if f["effect"] == Rule.Effect.BLOCK]},
-            previous=previous,
-        )
-        return
-    if verdict.effect == Rule.Effect.REVIEW:
-        queue = use_case.review_queue
-        if queue is None:
-            # A review is required and nobody can give it: stop rather than deliver unchecked.
-            recommendation.status = Recommendation.Status.BLOCKED
-            recommendation.save(update_fields=["status"])
-            event_append(
-                recommendation=recommendation,
-                type=EventType.BLOCKED,
-                actor=actor,
-                payload={"reason": "review required but the use case has no review queue"},
-                previous=previous,
-            )
-            return
-        now = clock.now()
-        reasons = [f for f in verdict.fired if f["effect"] == Rule.Effect.REVIEW]
-        ReviewTask.objects.create(
-            queue=queue,
-            recommendation=recommendation,
-            priority=len(reasons) + (1 if use_case.risk_tier == UseCase.RiskTier.HIGH else 0),
-            reasons=reasons,
-            created_at=now,
-            due_at=now + queue.sla,
-        )
-        recommendation.status = Recommendation.Status.QUEUED
-        recommendation.save(update_fields=["status"])
-        event_append(
-            recommendation=recommendation,
-            type=EventType.QUEUED,
-            actor=actor,
-            payload={"queue": queue.name, "rules": [f["name"] for f in reasons]},
-            previous=previous,
-        )
-        return
-    recommendation_release(
-        recommendation=recommendation,
-        actor=actor,
-        event_type=EventType.APPROVED,
-        payload={"automatic": True, "effect": verdict.effect},
-        previous=previous,
-    )
-
-
-def recommendation_release(
-    *, recommendation: Recommendation, actor: Actor, event_type: str, payload: dict, previous=None
-) -> None:
-    """An allow verdict or a human approval: record it and hand the output to every destination once.
-    The only way to delivery, so nothing reaches a destination without one of the two."""
+def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Draft]) -> list[Recommendation]:
+    """Evaluate the active policy on each draft, store the recommendations with their verdicts and first
+    events, and route them: review task, block, or deliveries (sent after commit). Bulk inserts, so a
+    batch costs a handful of queries. The caller holds the transaction."""
     from apps.delivery.services import deliveries_schedule
 
+    version = policy_active_version(policy_id=use_case.policy_id) if use_case.policy_id else None
+    queue = use_case.review_queue
+    use_case_vars = {"slug": use_case.slug, "risk_tier": use_case.risk_tier, "business_unit": use_case.business_unit}
     now = clock.now()
-    recommendation.decided_at = now
+    planned = []
+    for draft in drafts:
+        verdict = evaluation.evaluate(
+            version,
+            output=draft.content,
+            context=draft.context,
+            action=draft.proposed_action,
+            use_case=use_case_vars,
+            subject=draft.subject_key,
+            confidence=draft.confidence,
+            freshness=draft.freshness,
+            cost=float(draft.cost),
+        )
+        effect = verdict.effect
+        if effect == Rule.Effect.REVIEW and queue is None:
+            # A review is required and nobody can give it: stop rather than deliver unchecked.
+            effect = Rule.Effect.BLOCK
+        status = {
+            Rule.Effect.BLOCK: Recommendation.Status.BLOCKED,
+            Rule.Effect.REVIEW: Recommendation.Status.QUEUED,
+        }.get(effect, Recommendation.Status.APPROVED)
+        recommendation = Recommendation(
+            use_case=use_case,
+            run=draft.run,
+            subject_key=draft.subject_key,
+            producer=draft.producer,
+            content=draft.content,
+            final_content=verdict.output,
+            confidence=draft.confidence,
+            proposed_action=draft.proposed_action,
+            cost=draft.cost,
+            status=status,
+            policy_version=version,
+            created_at=now,
+            decided_at=None if status == Recommendation.Status.QUEUED else now,
+            created_by=actor.user,
+        )
+        planned.append((draft, verdict, effect, recommendation))
+    Recommendation.objects.bulk_create([recommendation for *_, recommendation in planned])
+
+    events, decisions, tasks, approved = [], [], [], []
+    for draft, verdict, effect, recommendation in planned:
+        fired_names = [f["name"] for f in verdict.fired if f["effect"] == effect]
+        specs = [
+            (
+                EventType.RECEIVED,
+                {"producer": draft.producer, "run": draft.run.pk if draft.run else None, "subject": draft.subject_key},
+            ),
+            *draft.pipeline_events,
+            (
+                EventType.EVALUATED,
+                {
+                    "policy_version": str(version) if version else None,
+                    "effect": verdict.effect,
+                    "fired": verdict.fired,
+                    "redactions": verdict.redactions,
+                },
+            ),
+        ]
+        if effect == Rule.Effect.BLOCK:
+            reason = "review required but the use case has no review queue" if verdict.effect != effect else ""
+            specs.append((EventType.BLOCKED, {"rules": fired_names, "reason": reason}))
+        elif effect == Rule.Effect.REVIEW:
+            specs.append((EventType.QUEUED, {"queue": queue.name, "rules": fired_names}))
+            reasons = [f for f in verdict.fired if f["effect"] == Rule.Effect.REVIEW]
+            tasks.append(
+                ReviewTask(
+                    queue=queue,
+                    recommendation=recommendation,
+                    priority=len(reasons) + (1 if use_case.risk_tier == UseCase.RiskTier.HIGH else 0),
+                    reasons=reasons,
+                    created_at=now,
+                    due_at=now + queue.sla,
+                )
+            )
+        else:
+            specs.append((EventType.APPROVED, {"automatic": True, "effect": verdict.effect}))
+            approved.append(recommendation)
+        events += events_build(recommendation=recommendation, specs=specs, actor=actor, at=now)
+        decisions.append(
+            PolicyDecision(
+                recommendation=recommendation,
+                version=version,
+                effect=verdict.effect,
+                fired_rules=verdict.fired,
+                signals=verdict.signals,
+                redactions=verdict.redactions,
+                evaluated_at=now,
+                duration_us=verdict.duration_us,
+            )
+        )
+        metrics.RECOMMENDATIONS_TOTAL.labels(use_case.slug, verdict.effect).inc()
+    RecommendationEvent.objects.bulk_create(events)
+    PolicyDecision.objects.bulk_create(decisions)
+    ReviewTask.objects.bulk_create(tasks)
+    if approved and deliveries_schedule(recommendations=approved):
+        Recommendation.objects.filter(pk__in=[r.pk for r in approved]).update(status=Recommendation.Status.DELIVERING)
+        for recommendation in approved:
+            recommendation.status = Recommendation.Status.DELIVERING
+    return [recommendation for *_, recommendation in planned]
+
+
+def recommendation_release(*, recommendation: Recommendation, actor: Actor, event_type: str, payload: dict) -> None:
+    """A human approval (after review): record it and hand the output to every destination once.
+    With the automatic allow in _recommendations_create, the only ways to delivery."""
+    from apps.delivery.services import deliveries_schedule
+
+    recommendation.decided_at = clock.now()
     recommendation.status = (
         Recommendation.Status.EDITED if event_type == EventType.EDITED else Recommendation.Status.APPROVED
     )
-    event_append(recommendation=recommendation, type=event_type, actor=actor, payload=payload, previous=previous)
-    if deliveries_schedule(recommendation=recommendation):
+    event_append(recommendation=recommendation, type=event_type, actor=actor, payload=payload)
+    if deliveries_schedule(recommendations=[recommendation]):
         recommendation.status = Recommendation.Status.DELIVERING
     recommendation.save(update_fields=["status", "decided_at", "final_content"])
 

@@ -32,15 +32,43 @@ def rollups(world):
     """Known figures: churn 90 days of activity, replies 3 days. Numbers chosen to be checked by hand."""
     rows = []
     for n in range(90):
-        rows.append(DailyRollup(use_case=world.churn, day=TODAY - dt.timedelta(days=n), recommendations=10,
-                                delivered=8, shown=6, accepted=3, acted_on=1, reviewed=4, approved=2, edited=1,
-                                rejected=1, model_cost=Decimal("0.05"), review_seconds=360.0,
-                                cycle_seconds_total=1200.0, cycle_count=8))
+        rows.append(
+            DailyRollup(
+                use_case=world.churn,
+                day=TODAY - dt.timedelta(days=n),
+                recommendations=10,
+                delivered=8,
+                shown=6,
+                accepted=3,
+                acted_on=1,
+                reviewed=4,
+                approved=2,
+                edited=1,
+                rejected=1,
+                model_cost=Decimal("0.05"),
+                review_seconds=360.0,
+                cycle_seconds_total=1200.0,
+                cycle_count=8,
+            )
+        )
     for n in range(3):
-        rows.append(DailyRollup(use_case=world.replies, day=TODAY - dt.timedelta(days=n), recommendations=4,
-                                delivered=4, shown=4, accepted=1, reviewed=2, rejected=1, blocked=1,
-                                model_cost=Decimal("0.01"), review_seconds=120.0, cycle_seconds_total=240.0,
-                                cycle_count=4))
+        rows.append(
+            DailyRollup(
+                use_case=world.replies,
+                day=TODAY - dt.timedelta(days=n),
+                recommendations=4,
+                delivered=4,
+                shown=4,
+                accepted=1,
+                reviewed=2,
+                rejected=1,
+                blocked=1,
+                model_cost=Decimal("0.01"),
+                review_seconds=120.0,
+                cycle_seconds_total=240.0,
+                cycle_count=4,
+            )
+        )
     DailyRollup.objects.bulk_create(rows)
     # Outside the default 90 days: never counted.
     DailyRollup.objects.create(use_case=world.churn, day=TODAY - dt.timedelta(days=90), accepted=1000, shown=1000)
@@ -112,8 +140,9 @@ def test_roi_page_for_the_executive(client, world, rollups):
 
 def test_htmx_filter_returns_only_the_charts_region(client, world, rollups):
     client.force_login(world.executive)
-    response = client.get(ROI, {"use_case": "support-replies", "start": "2025-05-01", "end": "2025-05-31"},
-                          headers={"HX-Request": "true"})
+    response = client.get(
+        ROI, {"use_case": "support-replies", "start": "2025-05-01", "end": "2025-05-31"}, headers={"HX-Request": "true"}
+    )
 
     assert response.status_code == 200
     html = response.content.decode()

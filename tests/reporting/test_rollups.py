@@ -21,8 +21,20 @@ from apps.workflows.models import Recommendation, RecommendationEvent
 pytestmark = pytest.mark.django_db
 
 FIELDS = (
-    "recommendations", "reviewed", "approved", "edited", "rejected", "blocked", "delivered", "shown",
-    "accepted", "acted_on", "model_cost", "review_seconds", "cycle_seconds_total", "cycle_count",
+    "recommendations",
+    "reviewed",
+    "approved",
+    "edited",
+    "rejected",
+    "blocked",
+    "delivered",
+    "shown",
+    "accepted",
+    "acted_on",
+    "model_cost",
+    "review_seconds",
+    "cycle_seconds_total",
+    "cycle_count",
 )
 T = RecommendationEvent.Type
 DAY0 = dt.date(2025, 3, 1)
@@ -44,30 +56,42 @@ def random_history(world, seed: int = 7, days: int = 12, per_day: int = 5):
             status = rng.choice(["delivered", "blocked", "queued_for_review", "rejected", "approved"])
             delivered_at = created + dt.timedelta(seconds=rng.uniform(1, 2 * 86_400)) if status == "delivered" else None
             rec = Recommendation.objects.create(
-                use_case=use_case, subject_key=f"S-{rng.randint(1, 99)}", content={"text": "x"},
-                cost=Decimal(rng.randint(0, 5000)) / Decimal("100000"), status=status, created_at=created,
+                use_case=use_case,
+                subject_key=f"S-{rng.randint(1, 99)}",
+                content={"text": "x"},
+                cost=Decimal(rng.randint(0, 5000)) / Decimal("100000"),
+                status=status,
+                created_at=created,
                 delivered_at=delivered_at,
             )
-            previous = event_append(recommendation=rec, type=T.RECEIVED, actor=actor, at=created, first=True)
+            event_append(recommendation=rec, type=T.RECEIVED, actor=actor, at=created)
             if status in ("rejected", "delivered", "approved") and rng.random() < 0.7:
                 queue = use_case.review_queue
                 decided = created + dt.timedelta(seconds=rng.uniform(10, 40_000))
-                task = ReviewTask.objects.create(queue=queue, recommendation=rec, created_at=created,
-                                                 due_at=created + queue.sla, status=ReviewTask.Status.DECIDED)
+                task = ReviewTask.objects.create(
+                    queue=queue,
+                    recommendation=rec,
+                    created_at=created,
+                    due_at=created + queue.sla,
+                    status=ReviewTask.Status.DECIDED,
+                )
                 decision = "reject" if status == "rejected" else rng.choice(["approve", "edit"])
-                ReviewVerdict.objects.create(task=task, reviewer=world.reviewer, decision=decision,
-                                             seconds_spent=rng.uniform(5, 300), created_at=decided)
+                ReviewVerdict.objects.create(
+                    task=task,
+                    reviewer=world.reviewer,
+                    decision=decision,
+                    seconds_spent=rng.uniform(5, 300),
+                    created_at=decided,
+                )
             if delivered_at:
                 # Two destinations: two DELIVERED events, the recommendation counts once.
                 for _ in range(rng.choice([1, 2])):
-                    previous = event_append(recommendation=rec, type=T.DELIVERED, actor=actor, at=delivered_at,
-                                            previous=previous)
+                    event_append(recommendation=rec, type=T.DELIVERED, actor=actor, at=delivered_at)
                 moment = delivered_at
                 for kind in (T.SHOWN, T.SHOWN, T.ACCEPTED, T.ACTED_ON, T.FEEDBACK_REJECTED):
                     if rng.random() < 0.6:
                         moment += dt.timedelta(seconds=rng.uniform(1, 30_000))
-                        previous = event_append(recommendation=rec, type=kind, actor=actor, at=moment,
-                                                previous=previous)
+                        event_append(recommendation=rec, type=kind, actor=actor, at=moment)
 
 
 def recompute_naively(start: dt.date, end: dt.date) -> dict:
@@ -174,8 +198,10 @@ def test_rebuild_of_one_use_case_leaves_the_others(world):
     rollup_rebuild(start=start, end=end, use_case_ids=[world.churn.pk])
 
     assert DailyRollup.objects.filter(use_case=world.replies).exclude(shown=12345).count() == 0
-    assert_same({k: v for k, v in stored().items() if k[0] == world.churn.pk},
-                {k: v for k, v in recompute_naively(start, end).items() if k[0] == world.churn.pk})
+    assert_same(
+        {k: v for k, v in stored().items() if k[0] == world.churn.pk},
+        {k: v for k, v in recompute_naively(start, end).items() if k[0] == world.churn.pk},
+    )
 
 
 def test_rollups_follow_the_real_pipeline(world, queued_recommendation, django_capture_on_commit_callbacks):
@@ -186,21 +212,36 @@ def test_rollups_follow_the_real_pipeline(world, queued_recommendation, django_c
             rec = queued_recommendation(world.churn, cost=Decimal("0.0125"))
     with clock.simulated(at(day, 9 * 3600 + 600)):
         with django_capture_on_commit_callbacks(execute=True):
-            review_task_decide(actor=Actor(user=world.reviewer), task=rec.review_task, decision="edit",
-                               edited_text="Call the sponsor this week.", seconds_spent=42)
+            review_task_decide(
+                actor=Actor(user=world.reviewer),
+                task=rec.review_task,
+                decision="edit",
+                edited_text="Call the sponsor this week.",
+                seconds_spent=42,
+            )
     rec.refresh_from_db()
     assert rec.status == Recommendation.Status.DELIVERED
     integrator = Actor(user=world.integrator)
-    feedback_record(actor=integrator, event_id="e-1", recommendation_id=rec.pk, type="shown",
-                    at=at(day, 10 * 3600))
-    feedback_record(actor=integrator, event_id="e-2", recommendation_id=rec.pk, type="accepted",
-                    at=at(day + dt.timedelta(days=1), 8 * 3600))
+    feedback_record(actor=integrator, event_id="e-1", recommendation_id=rec.pk, type="shown", at=at(day, 10 * 3600))
+    feedback_record(
+        actor=integrator,
+        event_id="e-2",
+        recommendation_id=rec.pk,
+        type="accepted",
+        at=at(day + dt.timedelta(days=1), 8 * 3600),
+    )
 
     rollup_rebuild(start=day, end=day + dt.timedelta(days=1))
 
     first, second = DailyRollup.objects.filter(use_case=world.churn).order_by("day")
     assert (first.day, first.recommendations, first.reviewed, first.edited, first.delivered, first.shown) == (
-        day, 1, 1, 1, 1, 1)
+        day,
+        1,
+        1,
+        1,
+        1,
+        1,
+    )
     assert first.model_cost == Decimal("0.0125") and first.review_seconds == 42
     assert first.cycle_count == 1 and first.cycle_seconds_total == pytest.approx(600, abs=1)
     assert (second.day, second.accepted, second.recommendations) == (day + dt.timedelta(days=1), 1, 0)
@@ -209,8 +250,9 @@ def test_rollups_follow_the_real_pipeline(world, queued_recommendation, django_c
 def test_refresh_task_rebuilds_today_and_yesterday(world):
     now = at(dt.date(2025, 7, 10), 3600)
     for days_ago in (0, 1, 2):
-        Recommendation.objects.create(use_case=world.churn, subject_key="A", content={},
-                                      created_at=now - dt.timedelta(days=days_ago))
+        Recommendation.objects.create(
+            use_case=world.churn, subject_key="A", content={}, created_at=now - dt.timedelta(days=days_ago)
+        )
     with clock.simulated(now):
         written = rollup_refresh_task.delay().get()
     assert written == 2

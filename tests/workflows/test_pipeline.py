@@ -7,7 +7,7 @@ from apps.core.exceptions import PermissionDenied, ServiceError
 from apps.reviews.services import review_task_decide
 from apps.workflows.events import chain_verify
 from apps.workflows.models import Recommendation, Run
-from apps.workflows.services import recommendation_submit, run_request
+from apps.workflows.services import Draft, recommendation_submit, run_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,27 +71,51 @@ def test_unknown_subject_fails_the_run_with_a_reason(world):
 
 
 def test_privacy_requests_are_blocked(world):
-    recommendation = recommendation_submit(
+    (recommendation,) = recommendation_submit(
         actor=Actor(user=world.integrator),
         use_case=world.replies,
-        subject_key="TCK-0003",
-        content={"text": "Sure, done."},
-        confidence=0.9,
-        context={"subject": "GDPR: delete my data"},
+        drafts=[
+            Draft(
+                subject_key="TCK-0003",
+                content={"text": "Sure, done."},
+                confidence=0.9,
+                context={"subject": "GDPR: delete my data"},
+            )
+        ],
     )
     assert recommendation.status == Recommendation.Status.BLOCKED
     assert recommendation.policy_decision.fired_rules[0]["name"] == "Privacy request"
     assert not recommendation.deliveries.exists()
+    assert chain_verify(recommendation) is None
+
+
+def test_a_batch_is_evaluated_item_by_item(world):
+    drafts = [
+        Draft(subject_key="ACC-0001", content={"text": "Keep the cadence."}, confidence=0.95),
+        Draft(
+            subject_key="ACC-0002",
+            content={"text": "Offer 20% off."},
+            confidence=0.95,
+            proposed_action={"discount_pct": 20},
+        ),
+        Draft(subject_key="ACC-0003", content={"text": "Unsure."}, confidence=0.2),
+    ]
+    allowed, large_discount, unsure = recommendation_submit(
+        actor=Actor(user=world.integrator), use_case=world.churn, drafts=drafts
+    )
+    allowed.refresh_from_db()
+    assert allowed.status == Recommendation.Status.DELIVERED
+    assert large_discount.review_task.reasons[0]["name"] == "Large discount"
+    assert unsure.review_task.reasons[0]["name"] == "Low confidence"
+    for recommendation in (allowed, large_discount, unsure):
+        assert chain_verify(recommendation) is None
 
 
 def test_who_may_submit(world):
+    draft = Draft(subject_key="ACC-0001", content={"text": "x"})
     with pytest.raises(PermissionDenied):
-        recommendation_submit(
-            actor=Actor(user=world.reviewer), use_case=world.churn, subject_key="ACC-0001", content={"text": "x"}
-        )
+        recommendation_submit(actor=Actor(user=world.reviewer), use_case=world.churn, drafts=[draft])
     world.churn.status = "paused"
     world.churn.save()
     with pytest.raises(ServiceError):
-        recommendation_submit(
-            actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0001", content={"text": "x"}
-        )
+        recommendation_submit(actor=Actor(user=world.integrator), use_case=world.churn, drafts=[draft])

@@ -38,10 +38,8 @@ def _use_case(user, slug: str, *, field: str = "use_case") -> UseCase:
     return use_case
 
 
-def _submit(request, data: dict):
-    return services.recommendation_submit(
-        actor=Actor.from_request(request),
-        use_case=_use_case(request.user, data["use_case"]),
+def _draft(data: dict) -> services.Draft:
+    return services.Draft(
         subject_key=data["subject"],
         content=data["content"],
         confidence=data.get("confidence"),
@@ -79,7 +77,12 @@ class RecommendationListCreateView(APIView):
         def handler():
             serializer = RecommendationInSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            recommendation = _submit(request, serializer.validated_data)
+            data = serializer.validated_data
+            (recommendation,) = services.recommendation_submit(
+                actor=Actor.from_request(request),
+                use_case=_use_case(request.user, data["use_case"]),
+                drafts=[_draft(data)],
+            )
             return Response(RecommendationSerializer(recommendation).data, status=status.HTTP_201_CREATED)
 
         return idempotent("recommendations", request, handler)
@@ -103,48 +106,45 @@ class RecommendationBatchView(GenericAPIView):
                 raise ServiceError('Send {"items": [...]} with 1 to 1000 items.', field="items")
             if len(items) > 1000:
                 raise ServiceError(f"{len(items)} items; the limit is 1000 per request.", field="items")
-            results, created = [], 0
-            use_cases: dict[str, UseCase] = {}
+            results: list[dict | None] = [None] * len(items)
+            by_use_case: dict[str, list[tuple[int, dict]]] = {}
             for index, item in enumerate(items):
                 serializer = RecommendationInSerializer(data=item)
-                if not serializer.is_valid():
-                    errors = [
-                        {"field": f"items[{index}].{name}", "message": str(messages[0])}
-                        for name, messages in serializer.errors.items()
-                    ]
-                    results.append({"index": index, "status": "error", "errors": errors})
-                    continue
-                data = serializer.validated_data
-                try:
-                    if data["use_case"] not in use_cases:
-                        use_cases[data["use_case"]] = _use_case(request.user, data["use_case"])
-                    with transaction.atomic():
-                        recommendation = services.recommendation_submit(
-                            actor=Actor.from_request(request),
-                            use_case=use_cases[data["use_case"]],
-                            subject_key=data["subject"],
-                            content=data["content"],
-                            confidence=data.get("confidence"),
-                            proposed_action=data.get("proposed_action") or {},
-                            cost=data.get("cost"),
-                            producer=data.get("producer") or "external",
-                            context=data.get("context") or {},
-                        )
-                except ServiceError as exc:
-                    field = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"
-                    results.append(
-                        {"index": index, "status": "error", "errors": [{"field": field, "message": exc.message}]}
+                if serializer.is_valid():
+                    by_use_case.setdefault(serializer.validated_data["use_case"], []).append(
+                        (index, serializer.validated_data)
                     )
                     continue
-                created += 1
-                results.append(
-                    {
+                errors = [
+                    {"field": f"items[{index}].{name}", "message": str(messages[0])}
+                    for name, messages in serializer.errors.items()
+                ]
+                results[index] = {"index": index, "status": "error", "errors": errors}
+            actor = Actor.from_request(request)
+            for slug, entries in by_use_case.items():
+                try:
+                    recommendations = services.recommendation_submit(
+                        actor=actor,
+                        use_case=_use_case(request.user, slug),
+                        drafts=[_draft(data) for _, data in entries],
+                    )
+                except ServiceError as exc:
+                    for index, _ in entries:
+                        field = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"
+                        results[index] = {
+                            "index": index,
+                            "status": "error",
+                            "errors": [{"field": field, "message": exc.message}],
+                        }
+                    continue
+                for (index, _), recommendation in zip(entries, recommendations, strict=True):
+                    results[index] = {
                         "index": index,
                         "status": "created",
                         "id": recommendation.pk,
                         "recommendation_status": recommendation.status,
                     }
-                )
+            created = sum(1 for result in results if result["status"] == "created")
             code = status.HTTP_201_CREATED if created == len(items) else status.HTTP_207_MULTI_STATUS
             if created == 0:
                 code = status.HTTP_400_BAD_REQUEST

@@ -37,7 +37,7 @@ CHURN_RULES = [
     },
     {
         "name": "Large discount",
-        "condition": "action.discount_pct > 15",
+        "condition": "has(action.discount_pct) && action.discount_pct > 15",
         "effect": "review",
         "description": "Discounts above 15% need a human sign-off.",
     },

@@ -15,8 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=None, help="The last N days, today included (default 90)")
         parser.add_argument("--start", type=dt.date.fromisoformat, help="First day, YYYY-MM-DD")
         parser.add_argument("--end", type=dt.date.fromisoformat, help="Last day, YYYY-MM-DD (default today)")
-        parser.add_argument("--use-case", action="append", dest="slugs", metavar="SLUG",
-                            help="Only this use case (repeatable)")
+        parser.add_argument(
+            "--use-case", action="append", dest="slugs", metavar="SLUG", help="Only this use case (repeatable)"
+        )
 
     def handle(self, *args, days=None, start=None, end=None, slugs=None, **options):
         if days is not None and start is not None:

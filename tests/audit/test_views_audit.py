@@ -1,0 +1,151 @@
+"""Audit pages: the unified trail (history + events, keyset pages) and the one-page trace of an output."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from apps.audit.selectors import audit_trail
+from apps.core.actors import Actor
+from apps.delivery.services import feedback_record
+from apps.reviews.services import review_task_decide
+from apps.workflows.models import RecommendationEvent
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def outsider(world):
+    from django.contrib.auth import get_user_model
+
+    return getattr(world, "outsider", None) or get_user_model().objects.create_user("outsider", password=world.password)
+
+
+def _login(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def delivered(world, queued_recommendation, django_capture_on_commit_callbacks):
+    """A churn recommendation edited by the reviewer, delivered to the CRM, and accepted there."""
+    recommendation = queued_recommendation(world.churn, text="Offer a 20% renewal discount and call the sponsor.")
+    with django_capture_on_commit_callbacks(execute=True):
+        review_task_decide(
+            actor=Actor(user=world.reviewer), task=recommendation.review_task, decision="edit",
+            edited_text="Call the sponsor this week.", seconds_spent=42,
+        )
+    feedback_record(actor=Actor(user=world.integrator), event_id="evt-1", recommendation_id=recommendation.pk,
+                    type="accepted")
+    recommendation.refresh_from_db()
+    assert recommendation.status == "delivered"
+    return recommendation
+
+
+def test_trace_shows_every_stage_and_a_verified_chain(client, world, delivered):
+    response = _login(client, world.governance).get(reverse("audit:trace", args=[delivered.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    for stage in ("1. Source record", "2. Model", "3. Policy verdict", "4. Review", "5. Delivery", "6. Feedback"):
+        assert stage in body
+    assert "trace-step" in body and "Chain verified ✓" in body
+    assert "Low confidence" in body and "Large discount" in body  # rules fired by the active policy
+    assert "Edit and approve" in body and "42 s spent" in body and "reviewer" in body
+    assert '<span class="diff-add">+Call the sponsor this week.</span>' in body
+    assert 'class="diff-del">-Offer a 20% renewal discount' in body
+    assert world.crm_tasks.name in body and "Delivered" in body
+    assert "Accepted by integrator" in body
+
+
+def test_tampered_event_breaks_the_chain_badge(client, world, delivered):
+    event = delivered.events.get(sequence=2)
+    RecommendationEvent.objects.filter(pk=event.pk).update(payload={"forged": True})
+    body = _login(client, world.governance).get(reverse("audit:trace", args=[delivered.pk])).content.decode()
+    assert "Chain broken at event 2" in body and "Chain verified" not in body
+
+
+def test_trace_htmx_fragment_is_the_chain(client, world, delivered):
+    response = _login(client, world.governance).get(reverse("audit:trace", args=[delivered.pk]), **HTMX)
+    body = response.content.decode()
+    assert response.status_code == 200 and "<html" not in body and 'id="chain"' in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_trace_is_404_for_whoever_cannot_see_the_use_case(client, world, outsider, queued_recommendation):
+    recommendation = queued_recommendation(world.replies)
+    url = reverse("audit:trace", args=[recommendation.pk])
+    assert _login(client, outsider).get(url).status_code == 404
+    assert _login(client, outsider).get(url, **HTMX).status_code == 404
+    assert _login(client, world.reviewer).get(url).status_code == 404  # the reviewer has the churn queue only
+    assert _login(client, world.executive).get(url).status_code == 200
+
+
+def test_trail_merges_history_and_events(client, world, queued_recommendation):
+    recommendation = queued_recommendation(world.churn)
+    world.churn.purpose = "Flag accounts at risk."
+    world.churn._history_user = world.governance
+    world.churn._change_reason = "Clearer purpose"
+    world.churn.save()
+    response = _login(client, world.governance).get(reverse("audit:trail"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Clearer purpose" in body and "<code>purpose</code>" in body and "Flag accounts at risk." in body
+    assert "Queued for review" in body and reverse("audit:trace", args=[recommendation.pk]) in body
+    assert world.churn_policy.name in body
+
+
+def test_trail_filters_by_actor_and_type(client, world, queued_recommendation):
+    queued_recommendation(world.churn)
+    c = _login(client, world.admin)
+    body = c.get(reverse("audit:trail"), {"type": "event:queued"}, **HTMX).content.decode()
+    assert "<html" not in body and "Queued for review" in body and "Policy evaluated" not in body
+    body = c.get(reverse("audit:trail"), {"type": "policyversion", "actor": "governance"}).content.decode()
+    assert "Nothing to show." not in body and "Policy evaluated" not in body
+    entries, _ = audit_trail(user=world.admin, actor="governance", type="policyversion")
+    assert entries and {e.actor for e in entries} == {"governance"} and {e.source for e in entries} == {"policyversion"}
+
+
+def test_outsider_sees_an_empty_trail(client, world, outsider, queued_recommendation):
+    queued_recommendation(world.churn)
+    body = _login(client, outsider).get(reverse("audit:trail")).content.decode()
+    assert "Nothing to show." in body
+    assert audit_trail(user=outsider) == ([], None)
+
+
+def test_api_key_history_is_private_and_never_shows_the_digest(client, world):
+    c = _login(client, world.integrator)
+    c.post(reverse("connectors:api-key-create"), {"name": "Widget"})
+    c.post(reverse("connectors:api-key-revoke", args=[world.integrator.api_keys.get().pk]))
+    entries, _ = audit_trail(user=world.integrator, type="apikey")
+    assert [e.action for e in entries] == ["changed", "created"]
+    assert all(change["field"] != "key_digest" or change["new"] == "(hidden)" for e in entries for change in e.changes)
+    assert audit_trail(user=world.governance, type="apikey")[0] == []
+
+
+def test_keyset_pages_cover_the_trail_without_gaps_or_count(world, queued_recommendation):
+    for _ in range(3):
+        queued_recommendation(world.churn)
+    everything, end = audit_trail(user=world.admin, limit=10_000)
+    assert end is None and len(everything) > 30
+    seen, cursor = [], ""
+    with CaptureQueriesContext(connection) as queries:
+        while True:
+            page, cursor = audit_trail(user=world.admin, cursor=cursor, limit=7)
+            seen += page
+            if cursor is None:
+                break
+    assert [(e.source, e.pk) for e in seen] == [(e.source, e.pk) for e in everything]
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+
+
+def test_trail_next_page_link(client, world, queued_recommendation):
+    for _ in range(5):
+        queued_recommendation(world.churn)
+    c = _login(client, world.admin)
+    body = c.get(reverse("audit:trail")).content.decode()
+    assert "Older entries" in body and "cursor=" in body
+    _, cursor = audit_trail(user=world.admin)
+    response = c.get(reverse("audit:trail"), {"cursor": cursor}, **HTMX)
+    assert response.status_code == 200 and 'id="trail-page"' in response.content.decode()
+    assert c.get(reverse("audit:trail"), {"cursor": "garbage"}).status_code == 200
