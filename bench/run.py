@@ -289,21 +289,23 @@ def profile(key: str, churn_pk: int, n: int = 200) -> None:
     from django.test import Client
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
-    for label, path, payload in (
-        ("single POST /api/v1/recommendations", "/api/v1/recommendations", our_item(1)),
-        ("stock POST /api/stock/recommendations/", "/api/stock/recommendations/", stock_item(1, churn_pk)),
+    batch = {"items": [our_item(i) for i in range(500)]}
+    for label, path, payload, count in (
+        ("single POST /api/v1/recommendations", "/api/v1/recommendations", our_item(1), n),
+        ("stock POST /api/stock/recommendations/", "/api/stock/recommendations/", stock_item(1, churn_pk), n),
+        ("batch of 500 POST /api/v1/recommendations/batch", "/api/v1/recommendations/batch", batch, 4),
     ):
         body = json.dumps(payload)
-        for _ in range(20):
+        for _ in range(min(count, 20)):
             client.post(path, body, content_type="application/json")
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.enable()
-        for _ in range(n):
+        for _ in range(count):
             client.post(path, body, content_type="application/json")
         profiler.disable()
-        per_request = (time.perf_counter() - started) / n * 1000
-        print(f"\n=== profile: {label}, {n} requests in-process, {per_request:.2f} ms/request ===", file=sys.stderr)
+        per_request = (time.perf_counter() - started) / count * 1000
+        print(f"\n=== profile: {label}, {count} requests in-process, {per_request:.2f} ms/request ===", file=sys.stderr)
         stats = pstats.Stats(profiler, stream=sys.stderr).strip_dirs()
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(20)

@@ -1,6 +1,8 @@
 """Audit pages: the unified trail (who changed what, and every recommendation event) and the one-page
 trace of one AI output from its source record to the business user's feedback."""
 
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
@@ -160,10 +162,13 @@ def trace(request, pk: int):
     except Recommendation.DoesNotExist:
         raise Http404("No such recommendation") from None
     events = list(recommendation.events.all())
+    for event in events:
+        event.payload_json = json.dumps(event.payload, sort_keys=True, default=str)
     feedback = [e for e in events if e.type in FEEDBACK_EVENT_TYPES]
     broken_at = chain_verify(recommendation)
     context = {
         "recommendation": recommendation,
+        "proposed_action": json.dumps(recommendation.proposed_action, default=str),
         "source": _source_step(recommendation),
         "model": _model_step(recommendation),
         "policy": _policy_step(recommendation),

@@ -26,19 +26,6 @@ EVENT_FIELDS = {
     RecommendationEvent.Type.ACCEPTED: "accepted",
     RecommendationEvent.Type.ACTED_ON: "acted_on",
 }
-COUNT_FIELDS = (
-    "recommendations",
-    "reviewed",
-    "approved",
-    "edited",
-    "rejected",
-    "blocked",
-    "delivered",
-    "shown",
-    "accepted",
-    "acted_on",
-    "cycle_count",
-)
 
 
 def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:

@@ -4,6 +4,7 @@
 prefetch), so a list of use cases costs a fixed number of queries; without that data it queries.
 """
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -34,6 +35,18 @@ CONTROL_NAMES = {
     "delivery": "Delivery",
     "monitoring": "Monitoring",
 }
+
+
+def duration_label(duration: dt.timedelta | None) -> str:
+    """ "24 hours", "2 days", "90 minutes": an SLA as people say it."""
+    if duration is None:
+        return "none"
+    seconds = int(duration.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def _active_version_subquery(field: str):
@@ -114,7 +127,7 @@ def use_case_controls(use_case: UseCase) -> list[Control]:
     elif dataset.freshness_sla is None:
         problems.append(f"No freshness SLA on the dataset {dataset.name}")
     controls.append(
-        _control("data", problems, f"Freshness SLA {dataset.freshness_sla} on {dataset.name}" if dataset else "")
+        _control("data", problems, f"Freshness SLA {duration_label(dataset.freshness_sla)} on {dataset.name}" if dataset else "")
     )
 
     # 4. Workflow steps: model call with timeout, retries and a fallback.

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_safe
 from apps.policies.selectors import policy_versions_awaiting_approval
 
 from . import selectors
-from .controls import use_case_controls, with_control_data
+from .controls import duration_label, use_case_controls, with_control_data
 from .models import UseCase
 
 RECENT = 20
@@ -88,6 +88,8 @@ def use_case_detail(request, slug: str):
         "controls": controls,
         "passed": sum(item["control"].passed for item in controls),
         "destinations": list(use_case.destinations.all()),
+        "freshness_sla": duration_label(use_case.source_dataset.freshness_sla) if use_case.source_dataset else "",
+        "queue_sla": duration_label(use_case.review_queue.sla) if use_case.review_queue else "",
         "recommendations": recommendations,
         "runs": runs,
     }

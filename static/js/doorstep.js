@@ -1,9 +1,6 @@
-// htmx: no inline indicator styles and no eval, so the strict CSP holds (PITFALLS #9).
+// htmx's own settings (no inline indicator styles, no eval) are in the htmx-config meta tag of
+// base.html, read before htmx starts, so the strict CSP holds (PITFALLS #9).
 document.addEventListener("DOMContentLoaded", function () {
-  if (window.htmx) {
-    htmx.config.includeIndicatorStyles = false;
-    htmx.config.allowEval = false;
-  }
   // The navbar toggler without Bootstrap's JS bundle.
   document.querySelectorAll("[data-toggle-target]").forEach(function (button) {
     button.addEventListener("click", function () {

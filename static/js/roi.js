@@ -21,6 +21,8 @@
   function draw(id, traces, extraLayout) {
     var el = document.getElementById(id);
     if (!el) return;
+    // Markup restored from htmx's history cache is a dead copy of a chart: start afresh.
+    if (!el._fullLayout) el.replaceChildren();
     window.Plotly.react(el, traces, layout(extraLayout), CONFIG);
   }
 
@@ -90,6 +92,19 @@
       drawAll();
     }
   });
+  // htmx snapshots the page for its history cache: leave the charts out (their inline styles would be
+  // re-parsed on restore and refused by the CSP); they are redrawn from #roi-data instead.
+  document.addEventListener("htmx:beforeHistorySave", function () {
+    document.querySelectorAll(".chart").forEach(function (el) {
+      if (window.Plotly && el._fullLayout) window.Plotly.purge(el);
+      el.replaceChildren();
+    });
+    // Plotly's off-screen text-measuring element; it is re-created when a chart needs it.
+    var tester = document.getElementById("js-plotly-tester");
+    if (tester) tester.remove();
+  });
+  // Back/forward through filter states: htmx restores the region from its cache, without live charts.
+  document.addEventListener("htmx:historyRestore", drawAll);
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-roi-print]")) window.print();
   });

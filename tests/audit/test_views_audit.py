@@ -9,7 +9,8 @@ from apps.audit.selectors import audit_trail
 from apps.core.actors import Actor
 from apps.delivery.services import feedback_record
 from apps.reviews.services import review_task_decide
-from apps.workflows.models import RecommendationEvent
+from apps.workflows.models import RecommendationEvent, Run
+from apps.workflows.services import run_request
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -33,11 +34,15 @@ def delivered(world, queued_recommendation, django_capture_on_commit_callbacks):
     recommendation = queued_recommendation(world.churn, text="Offer a 20% renewal discount and call the sponsor.")
     with django_capture_on_commit_callbacks(execute=True):
         review_task_decide(
-            actor=Actor(user=world.reviewer), task=recommendation.review_task, decision="edit",
-            edited_text="Call the sponsor this week.", seconds_spent=42,
+            actor=Actor(user=world.reviewer),
+            task=recommendation.review_task,
+            decision="edit",
+            edited_text="Call the sponsor this week.",
+            seconds_spent=42,
         )
-    feedback_record(actor=Actor(user=world.integrator), event_id="evt-1", recommendation_id=recommendation.pk,
-                    type="accepted")
+    feedback_record(
+        actor=Actor(user=world.integrator), event_id="evt-1", recommendation_id=recommendation.pk, type="accepted"
+    )
     recommendation.refresh_from_db()
     assert recommendation.status == "delivered"
     return recommendation
@@ -50,7 +55,7 @@ def test_trace_shows_every_stage_and_a_verified_chain(client, world, delivered):
     for stage in ("1. Source record", "2. Model", "3. Policy verdict", "4. Review", "5. Delivery", "6. Feedback"):
         assert stage in body
     assert "trace-step" in body and "Chain verified ✓" in body
-    assert "Low confidence" in body and "Large discount" in body  # rules fired by the active policy
+    assert "Low confidence" in body and "Large discount" not in body  # only the rule that fired
     assert "Edit and approve" in body and "42 s spent" in body and "reviewer" in body
     assert '<span class="diff-add">+Call the sponsor this week.</span>' in body
     assert 'class="diff-del">-Offer a 20% renewal discount' in body
@@ -100,8 +105,10 @@ def test_trail_filters_by_actor_and_type(client, world, queued_recommendation):
     c = _login(client, world.admin)
     body = c.get(reverse("audit:trail"), {"type": "event:queued"}, **HTMX).content.decode()
     assert "<html" not in body and "Queued for review" in body and "Policy evaluated" not in body
-    body = c.get(reverse("audit:trail"), {"type": "policyversion", "actor": "governance"}).content.decode()
-    assert "Nothing to show." not in body and "Policy evaluated" not in body
+    body = c.get(reverse("audit:trail"), {"type": "policyversion", "actor": "governance"}, **HTMX).content.decode()
+    assert "Churn retention policy v1" in body and "Policy evaluated" not in body and "Nothing to show." not in body
+    body = c.get(reverse("audit:trail"), {"type": "policyversion", "actor": "reviewer"}, **HTMX).content.decode()
+    assert "Nothing to show." in body
     entries, _ = audit_trail(user=world.admin, actor="governance", type="policyversion")
     assert entries and {e.actor for e in entries} == {"governance"} and {e.source for e in entries} == {"policyversion"}
 
@@ -149,3 +156,19 @@ def test_trail_next_page_link(client, world, queued_recommendation):
     response = c.get(reverse("audit:trail"), {"cursor": cursor}, **HTMX)
     assert response.status_code == 200 and 'id="trail-page"' in response.content.decode()
     assert c.get(reverse("audit:trail"), {"cursor": "garbage"}).status_code == 200
+
+
+def test_trace_of_a_run_shows_source_record_and_model(client, world):
+    run = run_request(
+        actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0007", trigger=Run.Trigger.API
+    )
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    c = _login(client, world.governance)
+    body = c.get(reverse("audit:trace", args=[run.recommendation.pk])).content.decode()
+    assert "Northwind CRM &amp; helpdesk / accounts" in body and "records ACC-0007" in body
+    assert "data as of" in body and ("Fresh" in body or "Stale" in body)
+    assert world.churn_model.name in body and "1 attempt" in body and "tokens in" in body
+    assert "Context gathered" in body and "Chain verified ✓" in body
+    detail = c.get(reverse("workflows:use-case-detail", args=[world.churn.slug])).content.decode()
+    assert f"<td>{run.pk}</td>" in detail and " ms</td>" in detail and "Succeeded" in detail

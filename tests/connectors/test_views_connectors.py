@@ -126,8 +126,9 @@ def test_api_key_errors_name_the_field(client, world):
     c.post(reverse("connectors:api-key-create"), {"name": "Dup"}, **HTMX)
     body = c.post(reverse("connectors:api-key-create"), {"name": "Dup"}, **HTMX).content.decode()
     assert "Name:" in body and "already has a key named" in body
-    body = c.post(reverse("connectors:api-key-create"), {"name": "Old", "expires_at": "2001-01-01T00:00"},
-                  **HTMX).content.decode()
+    body = c.post(
+        reverse("connectors:api-key-create"), {"name": "Old", "expires_at": "2001-01-01T00:00"}, **HTMX
+    ).content.decode()
     assert "Expires: The expiry must be in the future." in body
     body = c.post(reverse("connectors:api-key-create"), {"name": "X", "scopes": ["admin"]}, **HTMX).content.decode()
     assert "Scopes:" in body

@@ -57,9 +57,11 @@ def test_detail_shows_versions_rules_and_approvals(client, world):
 
 
 def test_executive_gets_no_approve_form(client, world):
-    body = _login(client, world.executive).get(
-        reverse("policies:policy-detail", args=[world.replies_policy.pk])
-    ).content.decode()
+    body = (
+        _login(client, world.executive)
+        .get(reverse("policies:policy-detail", args=[world.replies_policy.pk]))
+        .content.decode()
+    )
     assert _review_url(world.pending_version) not in body
     response = client.post(_review_url(world.pending_version), {"decision": "approve", "comment": "Looks fine"})
     assert response.status_code == 403
@@ -71,8 +73,9 @@ def test_governance_approves_a_version_in_review(client, world):
     c = _login(client, world.governance)
     body = c.get(reverse("policies:policy-detail", args=[world.replies_policy.pk])).content.decode()
     assert _review_url(world.pending_version) in body
-    response = c.post(_review_url(world.pending_version), {"decision": "approve", "comment": "Checked the replay."},
-                      **HTMX)
+    response = c.post(
+        _review_url(world.pending_version), {"decision": "approve", "comment": "Checked the replay."}, **HTMX
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert "<html" not in body and "You approved v2." in body and "Checked the replay." in body
@@ -93,7 +96,8 @@ def test_comment_is_required(client, world):
 def test_author_cannot_approve_own_version_through_the_page(client, world):
     governance = Actor(user=world.governance)
     version = policy_version_create(
-        actor=governance, policy=world.churn_policy,
+        actor=governance,
+        policy=world.churn_policy,
         rules=[{"name": "Everything to review", "condition": "true", "effect": "review"}],
     )
     policy_version_submit(actor=governance, version=version)
