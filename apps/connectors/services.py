@@ -1,5 +1,6 @@
 """Connector writes: testing a connection and recording its health on the connector's history."""
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -15,6 +16,8 @@ from .clients.errors import ConnectorError
 from .clients.local_models import ChurnModel, ReplyRetriever
 from .clients.sql import SqlClient
 from .models import Connector
+
+logger = logging.getLogger(__name__)
 
 TEST_CODENAMES = ("change_connector", "use_connector")
 
@@ -81,6 +84,9 @@ def connector_test(*, actor: Actor, connector: Connector) -> ConnectorTestResult
     except (OSError, ValueError, KeyError, EOFError) as exc:
         # Missing or unreadable artifact files, wrong artifact types: the message is the integrator's to read.
         ok, message = False, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a test reports any failure (e.g. an unpicklable artifact), never a 500
+        logger.exception("Connection test of connector %s failed unexpectedly", connector.pk)
+        ok, message = False, f"Unexpected error: {type(exc).__name__}"
     with transaction.atomic():
         connector = Connector.objects.select_for_update().get(pk=connector.pk)
         now = clock.now()

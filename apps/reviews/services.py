@@ -52,6 +52,13 @@ def review_task_claim(*, actor: Actor, task: ReviewTask) -> ReviewTask:
     return task
 
 
+def review_task_release(*, actor: Actor, task: ReviewTask) -> None:
+    """Give back one's own claim (skip), so another reviewer can take the item at once."""
+    ReviewTask.objects.filter(pk=task.pk, status=ReviewTask.Status.CLAIMED, claimed_by=actor.user).update(
+        status=ReviewTask.Status.OPEN, claimed_by=None, claimed_at=None, lease_expires_at=None
+    )
+
+
 def review_task_claim_next(*, actor: Actor, queue: ReviewQueue) -> ReviewTask | None:
     """Claim the highest-priority, oldest claimable task of the queue; None when the queue is clear."""
     if not has_object_permission(actor.user, "review_reviewqueue", queue):

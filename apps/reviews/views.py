@@ -385,7 +385,9 @@ def task_decide(request, pk: int):
         return _decision_response(request, task, form)
     data = form.cleaned_data
     if data["decision"] == SKIP:
-        return _redirect(request, _skip_url(request, task))
+        url = _skip_url(request, task)
+        services.review_task_release(actor=Actor.from_request(request), task=task)
+        return _redirect(request, url)
     opened_at = data.get("opened_at")
     seconds_spent = clock.now().timestamp() - opened_at if opened_at else 0.0
     try:

@@ -127,7 +127,11 @@ def use_case_controls(use_case: UseCase) -> list[Control]:
     elif dataset.freshness_sla is None:
         problems.append(f"No freshness SLA on the dataset {dataset.name}")
     controls.append(
-        _control("data", problems, f"Freshness SLA {duration_label(dataset.freshness_sla)} on {dataset.name}" if dataset else "")
+        _control(
+            "data",
+            problems,
+            f"Freshness SLA {duration_label(dataset.freshness_sla)} on {dataset.name}" if dataset else "",
+        )
     )
 
     # 4. Workflow steps: model call with timeout, retries and a fallback.

@@ -158,10 +158,11 @@ def test_trail_next_page_link(client, world, queued_recommendation):
     assert c.get(reverse("audit:trail"), {"cursor": "garbage"}).status_code == 200
 
 
-def test_trace_of_a_run_shows_source_record_and_model(client, world):
-    run = run_request(
-        actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0007", trigger=Run.Trigger.API
-    )
+def test_trace_of_a_run_shows_source_record_and_model(client, world, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_request(
+            actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0007", trigger=Run.Trigger.API
+        )
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error
     c = _login(client, world.governance)

@@ -89,6 +89,19 @@ def test_failing_connection_is_a_message_not_a_500(client, world):
     assert world.churn_model.last_failure_at and "missing.joblib" in world.churn_model.last_error
 
 
+def test_garbage_artifact_is_reported_not_raised(client, world):
+    garbage = world.demo_dir / "garbage.joblib"
+    garbage.write_bytes(b"not a pickle at all")
+    world.reply_model.config = {"artifact": str(garbage)}
+    world.reply_model.save()
+    response = _login(client, world.integrator).post(
+        reverse("connectors:connector-test", args=[world.reply_model.pk]), **HTMX
+    )
+    assert response.status_code == 200 and "Test failed" in response.content.decode()
+    world.reply_model.refresh_from_db()
+    assert world.reply_model.health == Connector.Health.FAILING
+
+
 def test_webhook_to_a_private_address_fails_the_test(client, world):
     hook = Connector.objects.create(name="Hook", kind=Connector.Kind.WEBHOOK, config={"url": "http://127.0.0.1/x"})
     response = _login(client, world.admin).post(reverse("connectors:connector-test", args=[hook.pk]), **HTMX)

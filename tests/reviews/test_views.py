@@ -454,11 +454,16 @@ def test_a_decided_item_cannot_be_decided_twice(reviewer_client, world, queued_r
 def test_skip_opens_another_item_and_decides_nothing(reviewer_client, world, queued_recommendation):
     first = queued_recommendation(world.churn, subject_key="ACC-0001").review_task
     second = queued_recommendation(world.churn, subject_key="ACC-0002").review_task
+    reviewer_client.get(reverse("reviews:task-detail", args=[first.pk]))  # opening claims it
+    first.refresh_from_db()
+    assert first.claimed_by == world.reviewer
 
     response = _decide(reviewer_client, first, htmx=True, decision="skip")
 
     assert response["HX-Redirect"] == reverse("reviews:task-detail", args=[second.pk])
     assert not ReviewVerdict.objects.exists()
+    first.refresh_from_db()
+    assert first.status == "open" and first.claimed_by is None  # given back for someone else
     response = _decide(reviewer_client, second, decision="skip")
     assert response["Location"] == reverse("reviews:task-detail", args=[first.pk])
 

@@ -119,3 +119,12 @@ def test_who_may_submit(world):
     world.churn.save()
     with pytest.raises(ServiceError):
         recommendation_submit(actor=Actor(user=world.integrator), use_case=world.churn, drafts=[draft])
+
+
+def test_the_beat_schedule_starts_runs_for_its_subjects(world):
+    from apps.workflows.tasks import use_case_schedule_task
+
+    use_case_schedule_task(world.replies.pk, ["TCK-0001", "TCK-0002"])
+    runs = Run.objects.filter(use_case=world.replies, trigger=Run.Trigger.SCHEDULE)
+    assert sorted(runs.values_list("subject_key", flat=True)) == ["TCK-0001", "TCK-0002"]
+    assert all(run.status == Run.Status.SUCCEEDED for run in runs)
