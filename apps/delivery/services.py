@@ -20,24 +20,29 @@ from .models import Delivery
 MAX_ATTEMPTS = 8
 
 
-def deliveries_schedule(*, recommendations: list[Recommendation]) -> list[Delivery]:
-    """One Delivery per recommendation and destination of its use case, sent by the worker after
-    commit; never twice (unique per recommendation and destination, existing rows are skipped)."""
+def deliveries_schedule(
+    *, recommendations: list[Recommendation], destinations: list[Destination], new: bool = False
+) -> list[Delivery]:
+    """One Delivery per recommendation and destination (of their one use case), sent by the worker after
+    commit; never twice (unique per recommendation and destination, existing rows are skipped). `new`:
+    the recommendations were created in this transaction, so none can have a delivery yet."""
     from .tasks import deliveries_dispatch_task
 
-    existing = set(
-        Delivery.objects.filter(recommendation__in=recommendations).values_list("recommendation_id", "destination_id")
-    )
-    destinations: dict[int, list[Destination]] = {}
-    deliveries = []
-    for recommendation in recommendations:
-        if recommendation.use_case_id not in destinations:
-            destinations[recommendation.use_case_id] = list(recommendation.use_case.destinations.all())
-        deliveries += [
-            Delivery(recommendation=recommendation, destination=destination)
-            for destination in destinations[recommendation.use_case_id]
-            if (recommendation.pk, destination.pk) not in existing
-        ]
+    if not destinations:
+        return []
+    existing = set()
+    if not new:
+        existing = set(
+            Delivery.objects.filter(recommendation__in=recommendations).values_list(
+                "recommendation_id", "destination_id"
+            )
+        )
+    deliveries = [
+        Delivery(recommendation=recommendation, destination=destination)
+        for recommendation in recommendations
+        for destination in destinations
+        if (recommendation.pk, destination.pk) not in existing
+    ]
     Delivery.objects.bulk_create(deliveries)
     if deliveries:
         ids = [delivery.pk for delivery in deliveries]

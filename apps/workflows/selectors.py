@@ -11,6 +11,11 @@ def use_case_list(*, user) -> QuerySet[UseCase]:
     )
 
 
+def use_case_by_slug(*, user, slug: str) -> UseCase | None:
+    """One use case the user may view, loaded lean: the API's ingestion hot path looks it up per request."""
+    return restrict(UseCase.objects.select_related("review_queue"), user, "view_usecase").filter(slug=slug).first()
+
+
 def recommendation_list(*, user) -> QuerySet[Recommendation]:
     """Recommendations of use cases the user may view."""
     return Recommendation.objects.filter(use_case__in=restrict(UseCase.objects.all(), user, "view_usecase"))

@@ -235,6 +235,8 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
 
     version = policy_active_version(policy_id=use_case.policy_id) if use_case.policy_id else None
     queue = use_case.review_queue
+    destinations = list(use_case.destinations.all())
+    released = Recommendation.Status.DELIVERING if destinations else Recommendation.Status.APPROVED
     use_case_vars = {"slug": use_case.slug, "risk_tier": use_case.risk_tier, "business_unit": use_case.business_unit}
     now = clock.now()
     planned = []
@@ -257,7 +259,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
         status = {
             Rule.Effect.BLOCK: Recommendation.Status.BLOCKED,
             Rule.Effect.REVIEW: Recommendation.Status.QUEUED,
-        }.get(effect, Recommendation.Status.APPROVED)
+        }.get(effect, released)
         recommendation = Recommendation(
             use_case=use_case,
             run=draft.run,
@@ -332,10 +334,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
     RecommendationEvent.objects.bulk_create(events)
     PolicyDecision.objects.bulk_create(decisions)
     ReviewTask.objects.bulk_create(tasks)
-    if approved and deliveries_schedule(recommendations=approved):
-        Recommendation.objects.filter(pk__in=[r.pk for r in approved]).update(status=Recommendation.Status.DELIVERING)
-        for recommendation in approved:
-            recommendation.status = Recommendation.Status.DELIVERING
+    deliveries_schedule(recommendations=approved, destinations=destinations, new=True)
     return [recommendation for *_, recommendation in planned]
 
 
@@ -349,7 +348,8 @@ def recommendation_release(*, recommendation: Recommendation, actor: Actor, even
         Recommendation.Status.EDITED if event_type == EventType.EDITED else Recommendation.Status.APPROVED
     )
     event_append(recommendation=recommendation, type=event_type, actor=actor, payload=payload)
-    if deliveries_schedule(recommendations=[recommendation]):
+    destinations = list(recommendation.use_case.destinations.all())
+    if deliveries_schedule(recommendations=[recommendation], destinations=destinations):
         recommendation.status = Recommendation.Status.DELIVERING
     recommendation.save(update_fields=["status", "decided_at", "final_content"])
 

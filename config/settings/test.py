@@ -13,3 +13,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 ALLOWED_HOSTS = ["*"]
+
+# Static files come from the finders in tests (no collectstatic), so whitenoise has no root to scan.
+STATIC_ROOT = None

@@ -1,5 +1,5 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,7 +31,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 def _use_case(user, slug: str, *, field: str = "use_case") -> UseCase:
     """A use case the caller may view; an unknown and an invisible slug answer the same."""
-    use_case = selectors.use_case_list(user=user).filter(slug=slug).first()
+    use_case = selectors.use_case_by_slug(user=user, slug=slug)
     if use_case is None:
         raise ServiceError(f"No use case {slug!r} that you can access.", field=field, code="not_found")
     return use_case
@@ -107,18 +107,23 @@ class RecommendationBatchView(GenericAPIView):
                 raise ServiceError(f"{len(items)} items; the limit is 1000 per request.", field="items")
             results: list[dict | None] = [None] * len(items)
             by_use_case: dict[str, list[tuple[int, dict]]] = {}
+            # One serializer validates every item: a fresh one per item costs a deep copy of its fields.
+            validator = RecommendationInSerializer()
             for index, item in enumerate(items):
-                serializer = RecommendationInSerializer(data=item)
-                if serializer.is_valid():
-                    by_use_case.setdefault(serializer.validated_data["use_case"], []).append(
-                        (index, serializer.validated_data)
-                    )
+                try:
+                    data = validator.run_validation(item)
+                except serializers.ValidationError as exc:
+                    detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+                    errors = [
+                        {
+                            "field": f"items[{index}]" if name == "non_field_errors" else f"items[{index}].{name}",
+                            "message": str(messages[0]),
+                        }
+                        for name, messages in detail.items()
+                    ]
+                    results[index] = {"index": index, "status": "error", "errors": errors}
                     continue
-                errors = [
-                    {"field": f"items[{index}].{name}", "message": str(messages[0])}
-                    for name, messages in serializer.errors.items()
-                ]
-                results[index] = {"index": index, "status": "error", "errors": errors}
+                by_use_case.setdefault(data["use_case"], []).append((index, data))
             actor = Actor.from_request(request)
             for slug, entries in by_use_case.items():
                 try:
