@@ -1,6 +1,6 @@
 from django.db.models import QuerySet
 
-from apps.core.permissions import restrict
+from apps.core.permissions import has_object_permission, restrict
 
 from .models import Recommendation, Run, UseCase
 
@@ -13,7 +13,8 @@ def use_case_list(*, user) -> QuerySet[UseCase]:
 
 def use_case_by_slug(*, user, slug: str) -> UseCase | None:
     """One use case the user may view, loaded lean: the API's ingestion hot path looks it up per request."""
-    return restrict(UseCase.objects.select_related("review_queue"), user, "view_usecase").filter(slug=slug).first()
+    use_case = UseCase.objects.select_related("review_queue").filter(slug=slug).first()
+    return use_case if use_case is not None and has_object_permission(user, "view_usecase", use_case) else None
 
 
 def recommendation_list(*, user) -> QuerySet[Recommendation]:
