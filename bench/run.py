@@ -1,4 +1,4 @@
-"""Ingestion benchmark on PostgreSQL, behind a real gunicorn (2 sync workers), side by side in one run:
+"""Ingestion benchmark on PostgreSQL, behind a real gunicorn (2 workers × 4 threads, config/gunicorn.py), side by side in one run:
 
 - POST /api/v1/recommendations (policy evaluation, events, routing; auto-approved so a delivery is enqueued)
 - POST /api/v1/recommendations/batch with 500 items
@@ -102,8 +102,6 @@ def start_gunicorn(port: int, tmp: Path) -> tuple[subprocess.Popen, Path]:
         f"127.0.0.1:{port}",
         "-w",
         "2",
-        "--threads",
-        "1",
         "--timeout",
         "120",
     ]
