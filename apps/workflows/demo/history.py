@@ -2,6 +2,7 @@
 
 import datetime as dt
 import random
+import sqlite3
 
 from django.db import transaction
 
@@ -24,8 +25,15 @@ def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=prin
         world.replies: [f"TCK-{i:04d}" for i in range(1, 401)],
     }
     start = (end - dt.timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
-    for day in range(days):
-        progress = day / max(days - 1, 1)  # adoption grows over the quarter
+    # The CRM/helpdesk snapshot is of today; replaying the past, it moves back in time with the clock so
+    # each day's runs see data as of that morning (and the stale records stay stale).
+    shifted = 0
+    for day in range(days + 1):
+        morning = start + dt.timedelta(days=day, hours=8)
+        shift = int((min(morning, end) - end).total_seconds())
+        _shift_source_times(world.source_db, shift - shifted)
+        shifted = shift
+        progress = min(day / max(days - 1, 1), 1.0)  # adoption grows over the quarter
         for use_case, base in ((world.churn, 4), (world.replies, 7)):
             for _ in range(base + int(progress * base)):
                 at = start + dt.timedelta(days=day, hours=rng.uniform(8, 18))
@@ -50,13 +58,25 @@ def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=prin
                     counts["feedback"] += _feedback(recommendation, integrator, at, rng, progress, end)
         if day % 15 == 14:
             log(f"  simulated day {day + 1}/{days}: {counts}")
+    _shift_source_times(world.source_db, -shifted)
     return counts
 
 
+def _shift_source_times(source_db, seconds: int) -> None:
+    if not seconds:
+        return
+    with sqlite3.connect(source_db) as conn:
+        for table in ("accounts", "tickets"):
+            conn.execute(
+                f"UPDATE {table} SET updated_at = strftime('%Y-%m-%dT%H:%M:%S+00:00', updated_at, ?)",
+                (f"{seconds:+d} seconds",),
+            )
+
+
 def _review(task: ReviewTask, reviewers: dict, at, rng, progress, end):
+    if end - at < dt.timedelta(hours=36):
+        return None  # today's items are still waiting in the queue for the demo's reviewers
     at = at + dt.timedelta(minutes=rng.uniform(5, 240 - 150 * progress))
-    if at >= end:
-        return None  # still waiting in the queue today
     actor = Actor(user=reviewers[task.queue_id])
     seconds = rng.uniform(20, 140 - 60 * progress)
     roll = rng.random()
