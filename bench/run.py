@@ -1,4 +1,5 @@
-"""Ingestion benchmark on PostgreSQL, behind a real gunicorn (2 workers × 4 threads, config/gunicorn.py), side by side in one run:
+"""Ingestion benchmark on PostgreSQL, behind a real gunicorn (config/gunicorn.py: 2 workers × 4 threads),
+side by side in one run:
 
 - POST /api/v1/recommendations (policy evaluation, events, routing; auto-approved so a delivery is enqueued)
 - POST /api/v1/recommendations/batch with 500 items
