@@ -5,11 +5,10 @@ import json
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from apps.core.htmx import render_page
 from apps.delivery.models import Delivery
 from apps.workflows import selectors as workflow_selectors
 from apps.workflows.events import chain_verify
@@ -19,13 +18,6 @@ from . import selectors
 
 STEP_BY_EFFECT = {"allow": "ok", "redact": "warn", "review": "warn", "block": "bad"}
 EFFECT_BADGES = {"allow": "success", "redact": "info", "review": "warning", "block": "danger"}
-
-
-def _render(request, template: str, partial: str, context: dict):
-    name = f"{template}#{partial}" if request.htmx and not request.htmx.boosted else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _link(link: tuple) -> str:
@@ -66,7 +58,7 @@ def trail(request):
         "cursor": cursor,
         "type_choices": _type_choices(),
     }
-    return _render(request, "audit/trail.html", "trail-page", context)
+    return render_page(request, "audit/trail.html", fragment="trail-page", context=context)
 
 
 def _diff_lines(diff: str) -> list[tuple[str, str]]:
@@ -183,4 +175,4 @@ def trace(request, pk: int):
         "events": events,
         "broken_at": broken_at,
     }
-    return _render(request, "audit/trace.html", "chain", context)
+    return render_page(request, "audit/trace.html", fragment="chain", context=context)

@@ -6,12 +6,13 @@ Secrets are never rendered, not even masked: a connector shows only that credent
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import redirect, render
-from django.utils.cache import add_never_cache_headers, patch_vary_headers
+from django.shortcuts import redirect
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST, require_safe
 
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.htmx import render_page
 from apps.core.permissions import restrict
 from apps.permissions.models import ApiKey
 from apps.permissions.services import api_key_create as api_key_create_service
@@ -22,14 +23,6 @@ from .forms import ApiKeyCreateForm
 from .models import Connector
 
 TEMPLATE = "connectors/connector_list.html"
-
-
-def _render(request, partial: str, context: dict, *, status: int = 200):
-    """The page, or only its `partial` for an htmx request (not for boosted navigation)."""
-    name = f"{TEMPLATE}#{partial}" if request.htmx and not request.htmx.boosted else TEMPLATE
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _testable_ids(user, connectors) -> set[int]:
@@ -58,7 +51,7 @@ def _page_context(request, *, key_form=None, new_key=None) -> dict:
 @login_required
 @require_safe
 def connector_list(request):
-    return _render(request, "connector-table", _page_context(request))
+    return render_page(request, TEMPLATE, fragment="connector-table", context=_page_context(request))
 
 
 @login_required
@@ -85,8 +78,8 @@ def connector_test(request, pk: int):
             return redirect("connectors:connector-list")
         context = _page_context(request)
         context["rows"] = [row if r["connector"].pk == connector.pk else r for r in context["rows"]]
-        return _render(request, "connector-table", context, status=status)
-    return _render(request, "connector-row", {"row": row}, status=status)
+        return render_page(request, TEMPLATE, fragment="connector-table", context=context, status=status)
+    return render_page(request, TEMPLATE, fragment="connector-row", context={"row": row}, status=status)
 
 
 @login_required
@@ -109,7 +102,9 @@ def api_key_create(request):
         else:
             new_key = {"key": key, "raw": raw}
             form = ApiKeyCreateForm()
-    response = _render(request, "api-keys", _page_context(request, key_form=form, new_key=new_key))
+    response = render_page(
+        request, TEMPLATE, fragment="api-keys", context=_page_context(request, key_form=form, new_key=new_key)
+    )
     add_never_cache_headers(response)
     return response
 
@@ -125,4 +120,4 @@ def api_key_revoke(request, pk: int):
     if not request.htmx:
         messages.success(request, f"The key {key.name} is revoked.")
         return redirect("connectors:connector-list")
-    return _render(request, "api-keys", _page_context(request))
+    return render_page(request, TEMPLATE, fragment="api-keys", context=_page_context(request))

@@ -4,12 +4,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404
-from django.shortcuts import redirect, render
-from django.utils.cache import patch_vary_headers
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST, require_safe
 
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.htmx import render_page
 from apps.core.permissions import has_object_permission
 
 from . import evaluation, selectors, services
@@ -17,14 +17,6 @@ from .forms import RULE_TEST_EXAMPLE, RuleTestForm, VersionReviewForm
 from .models import Policy, PolicyVersion
 
 EFFECT_BADGES = {"allow": "success", "redact": "info", "review": "warning", "block": "danger"}
-
-
-def _render(request, template: str, partial: str, context: dict, *, status: int = 200):
-    """The page, or only its `partial` for an htmx request (not for boosted navigation)."""
-    name = f"{template}#{partial}" if request.htmx and not request.htmx.boosted else template
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _policy_or_404(request, pk: int) -> Policy:
@@ -47,7 +39,7 @@ def policy_list(request):
         )
         .order_by("name")
     )
-    return _render(request, "policies/policy_list.html", "policy-table", {"policies": policies})
+    return render_page(request, "policies/policy_list.html", fragment="policy-table", context={"policies": policies})
 
 
 def _version_item(request, version: PolicyVersion, *, can_approve: bool, form=None, notice: str = "") -> dict:
@@ -93,7 +85,9 @@ def _detail_context(request, policy: Policy, *, forms=None, rule_test_form=None,
 @require_safe
 def policy_detail(request, pk: int):
     policy = _policy_or_404(request, pk)
-    return _render(request, "policies/policy_detail.html", "versions", _detail_context(request, policy))
+    return render_page(
+        request, "policies/policy_detail.html", fragment="versions", context=_detail_context(request, policy)
+    )
 
 
 @login_required
@@ -128,10 +122,10 @@ def policy_version_review(request, pk: int, version_pk: int):
             policy = _policy_or_404(request, pk)
             context = _detail_context(request, policy, notices={version.pk: notice})
             context["item"] = next(item for item in context["versions"] if item["version"].pk == version.pk)
-            return _render(request, "policies/policy_detail.html", "version", context)
+            return render_page(request, "policies/policy_detail.html", fragment="version", context=context)
     context = _detail_context(request, policy, forms={version.pk: form})
     context["item"] = next(item for item in context["versions"] if item["version"].pk == version.pk)
-    return _render(request, "policies/policy_detail.html", "version", context, status=status)
+    return render_page(request, "policies/policy_detail.html", fragment="version", context=context, status=status)
 
 
 @login_required
@@ -163,4 +157,4 @@ def rule_test(request, pk: int):
             "redacted_text": verdict.output.get("text") if verdict.redactions else None,
         }
     context = _detail_context(request, policy, rule_test_form=form, result=result)
-    return _render(request, "policies/policy_detail.html", "rule-test", context)
+    return render_page(request, "policies/policy_detail.html", fragment="rule-test", context=context)

@@ -5,12 +5,11 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseBadRequest
-from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from django.views.decorators.vary import vary_on_headers
 
 from apps.core import clock
+from apps.core.htmx import render_page
 
 from . import selectors
 from .selectors import money
@@ -80,7 +79,6 @@ def _query(filters: dict) -> str:
 
 @require_GET
 @login_required
-@vary_on_headers("HX-Request")
 def roi(request):
     """Executive home: headline figures, charts and tables of the use cases the user may view.
     An htmx request (filters changed) gets only the charts region."""
@@ -94,8 +92,7 @@ def roi(request):
         "chart_data": summary["charts"],
         "charts": CHARTS,
     }
-    template = "reporting/roi.html#charts" if request.htmx else "reporting/roi.html"
-    return render(request, template, context)
+    return render_page(request, "reporting/roi.html", context, fragment="charts")
 
 
 # chart → the columns of its CSV, after day, use case and business unit.

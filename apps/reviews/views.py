@@ -13,15 +13,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from apps.core import clock
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.htmx import render_page
 from apps.policies.models import PolicyDecision, Rule
 from apps.workflows.models import ContextSnapshot
 
@@ -49,14 +49,6 @@ DECISION_DONE = {
 
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def _render(request, template: str, context: dict, *, fragment: str, status: int = 200) -> HttpResponse:
-    """The page, or only `fragment` for an htmx request; Vary so the back button never shows a bare fragment."""
-    name = f"{template}#{fragment}" if request.htmx else template
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _redirect(request, url: str) -> HttpResponse:
@@ -167,7 +159,7 @@ def queue_list(request):
     queues = list(selectors.queue_list(user=request.user))
     for queue in queues:
         _annotate_queue(queue, now)
-    return _render(request, "reviews/queue_list.html", {"queues": queues, "now": now}, fragment="queue-rows")
+    return render_page(request, "reviews/queue_list.html", {"queues": queues, "now": now}, fragment="queue-rows")
 
 
 @login_required
@@ -198,7 +190,7 @@ def queue_detail(request, pk: int):
         "is_first_page": position is None,
         "now": now,
     }
-    return _render(request, "reviews/queue_detail.html", context, fragment="task-rows")
+    return render_page(request, "reviews/queue_detail.html", context, fragment="task-rows")
 
 
 @login_required
@@ -338,7 +330,7 @@ def task_detail(request, pk: int):
         context = _decision_context(request, task, notice=notice)
     else:
         context = _page_context(request, task, notice=notice)
-    return _render(request, "reviews/task_detail.html", context, fragment="decision-panel")
+    return render_page(request, "reviews/task_detail.html", context, fragment="decision-panel")
 
 
 def _next_url(request, queue: ReviewQueue) -> str:
@@ -371,7 +363,7 @@ def _decision_response(request, task: ReviewTask, form: ReviewDecisionForm, noti
         context = _decision_context(request, task, form=form, notice=notice)
     else:
         context = _page_context(request, task, form=form, notice=notice)
-    return _render(request, "reviews/task_detail.html", context, fragment="decision-panel")
+    return render_page(request, "reviews/task_detail.html", context, fragment="decision-panel")
 
 
 @login_required

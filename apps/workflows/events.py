@@ -100,17 +100,7 @@ def chain_verify(recommendation: Recommendation) -> int | None:
     """The sequence of the first event whose hash does not match, or None when the chain holds."""
     prev_hash = GENESIS_HASH
     for event in recommendation.events.order_by("sequence"):
-        expected = event_hash(
-            prev_hash=prev_hash,
-            recommendation_id=recommendation.pk,
-            sequence=event.sequence,
-            type=event.type,
-            at=event.at,
-            actor_label=event.actor_label,
-            payload=event.payload,
-            external_id=event.external_id,
-        )
-        if event.prev_hash != prev_hash or event.hash != expected:
+        if event.prev_hash != prev_hash or event.hash != _hash_of(event):
             return event.sequence
         prev_hash = event.hash
     return None

@@ -2,11 +2,10 @@
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from apps.core.htmx import render_page
 from apps.policies.selectors import policy_versions_awaiting_approval
 
 from . import selectors
@@ -14,14 +13,6 @@ from .controls import duration_label, use_case_controls, with_control_data
 from .models import UseCase
 
 RECENT = 20
-
-
-def _render(request, template: str, partial: str, context: dict):
-    """The page, or only its `partial` for an htmx request (not for boosted navigation)."""
-    name = f"{template}#{partial}" if request.htmx and not request.htmx.boosted else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 @login_required
@@ -42,7 +33,7 @@ def use_case_list(request):
         "statuses": UseCase.Status.choices,
         "awaiting": policy_versions_awaiting_approval(user=request.user)[:50],
     }
-    return _render(request, "workflows/use_case_list.html", "use-case-table", context)
+    return render_page(request, "workflows/use_case_list.html", fragment="use-case-table", context=context)
 
 
 def _control_links(use_case: UseCase) -> dict[str, str]:
@@ -93,4 +84,4 @@ def use_case_detail(request, slug: str):
         "recommendations": recommendations,
         "runs": runs,
     }
-    return _render(request, "workflows/use_case_detail.html", "activity", context)
+    return render_page(request, "workflows/use_case_detail.html", fragment="activity", context=context)
