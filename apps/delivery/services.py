@@ -11,6 +11,7 @@ from apps.core import clock, metrics
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
 from apps.core.permissions import restrict
+from apps.core.tasks import send_after_commit
 from apps.workflows.events import event_append
 from apps.workflows.models import FEEDBACK_EVENT_TYPES, Recommendation, RecommendationEvent, UseCase
 
@@ -46,7 +47,7 @@ def deliveries_schedule(
     Delivery.objects.bulk_create(deliveries)
     if deliveries:
         ids = [delivery.pk for delivery in deliveries]
-        transaction.on_commit(lambda: deliveries_dispatch_task.delay(ids))
+        send_after_commit(deliveries_dispatch_task, ids)
     return deliveries
 
 

@@ -2,7 +2,7 @@ from celery import shared_task
 
 from apps.connectors.clients.errors import ConnectorError
 
-from . import services
+from . import selectors, services
 
 
 @shared_task(bind=True, acks_late=True, max_retries=services.MAX_ATTEMPTS)
@@ -22,3 +22,12 @@ def deliveries_dispatch_task(delivery_ids: list[int]):
     """One message per request, fanned out here: a batch of 500 does not pay 500 broker round trips."""
     for delivery_id in delivery_ids:
         delivery_send_task.delay(delivery_id)
+
+
+@shared_task(acks_late=True)
+def deliveries_sweep_task():
+    """Beat: send again what a lost task never sent (sending twice is harmless: delivery_send is idempotent)."""
+    unsent = selectors.deliveries_unsent()
+    for delivery_id in unsent:
+        delivery_send_task.delay(delivery_id)
+    return len(unsent)

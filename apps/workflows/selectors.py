@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 from django.db.models import QuerySet
 
+from apps.core import clock
 from apps.core.permissions import has_object_permission, restrict
 
 from .models import Recommendation, Run, UseCase
@@ -34,3 +37,10 @@ def recommendation_trace(*, user, pk: int) -> Recommendation:
 
 def run_list(*, user) -> QuerySet[Run]:
     return Run.objects.filter(use_case__in=restrict(UseCase.objects.all(), user, "view_usecase"))
+
+
+def runs_unstarted(*, older_than: timedelta = timedelta(minutes=5)) -> list[int]:
+    """Runs still pending a while after they were requested: their task was lost (see send_after_commit)."""
+    cutoff = clock.now() - older_than
+    pending = Run.objects.filter(status=Run.Status.PENDING, created_at__lt=cutoff)
+    return list(pending.values_list("pk", flat=True)[:1000])

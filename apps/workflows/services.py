@@ -19,6 +19,7 @@ from apps.core import clock, metrics
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
 from apps.core.permissions import has_object_permission
+from apps.core.tasks import send_after_commit
 from apps.policies import evaluation
 from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
@@ -51,7 +52,7 @@ def run_request(*, actor: Actor, use_case: UseCase, subject_key: str, trigger: s
         raise ServiceError("The subject key is required.", field="subject")
     with transaction.atomic():
         run = Run.objects.create(use_case=use_case, subject_key=subject_key, trigger=trigger, requested_by=actor.user)
-        transaction.on_commit(lambda: run_execute_task.delay(run.pk))
+        send_after_commit(run_execute_task, run.pk)
     return run
 
 

@@ -3,7 +3,7 @@ from django.db import transaction
 
 from apps.core.actors import Actor
 
-from . import services
+from . import selectors, services
 from .models import Run, UseCase
 
 
@@ -26,3 +26,12 @@ def use_case_schedule_task(use_case_id: int, subject_keys: list[str]):
         for key in subject_keys:
             if key not in busy:
                 services.run_request(actor=actor, use_case=use_case, subject_key=key, trigger=Run.Trigger.SCHEDULE)
+
+
+@shared_task(acks_late=True)
+def runs_sweep_task():
+    """Beat: start runs whose task was lost; run_execute is idempotent, so a duplicate does no harm."""
+    unstarted = selectors.runs_unstarted()
+    for run_id in unstarted:
+        run_execute_task.delay(run_id)
+    return len(unstarted)

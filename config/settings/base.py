@@ -179,6 +179,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "release-expired-review-leases": {"task": "apps.reviews.tasks.review_leases_release_task", "schedule": 60.0},
     "refresh-roi-rollups": {"task": "apps.reporting.tasks.rollup_refresh_task", "schedule": 300.0},
+    "send-lost-deliveries": {"task": "apps.delivery.tasks.deliveries_sweep_task", "schedule": 120.0},
+    "start-lost-runs": {"task": "apps.workflows.tasks.runs_sweep_task", "schedule": 120.0},
 }
 
 # Secrets at rest: MultiFernet keys, newest first, comma-separated.
