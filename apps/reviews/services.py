@@ -14,10 +14,7 @@ from apps.workflows.events import event_append
 from apps.workflows.models import RecommendationEvent
 
 from .models import ReviewQueue, ReviewTask, ReviewVerdict
-
-
-def _claimable(now):
-    return Q(status=ReviewTask.Status.OPEN) | Q(status=ReviewTask.Status.CLAIMED, lease_expires_at__lt=now)
+from .selectors import claimable
 
 
 def review_task_claim(*, actor: Actor, task: ReviewTask) -> ReviewTask:
@@ -30,7 +27,7 @@ def review_task_claim(*, actor: Actor, task: ReviewTask) -> ReviewTask:
     with transaction.atomic():
         claimed = (
             ReviewTask.objects.filter(pk=task.pk)
-            .filter(_claimable(now) | Q(status=ReviewTask.Status.CLAIMED, claimed_by=actor.user))
+            .filter(claimable(now) | Q(status=ReviewTask.Status.CLAIMED, claimed_by=actor.user))
             .update(
                 status=ReviewTask.Status.CLAIMED, claimed_by=actor.user, claimed_at=now, lease_expires_at=lease_until
             )
@@ -71,7 +68,7 @@ def review_task_claim_next(*, actor: Actor, queue: ReviewQueue) -> ReviewTask | 
     for _ in range(5):  # another reviewer may win the race for a candidate: try the next one
         candidate = (
             ReviewTask.objects.filter(queue=queue)
-            .filter(_claimable(clock.now()))
+            .filter(claimable(clock.now()))
             .order_by("-priority", "created_at", "pk")
             .first()
         )

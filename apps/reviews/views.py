@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -114,23 +113,6 @@ def _lease_active(task: ReviewTask, now: datetime) -> bool:
     )
 
 
-def _claimable_by(user, now: datetime) -> Q:
-    return (
-        Q(status=ReviewTask.Status.OPEN)
-        | Q(status=ReviewTask.Status.CLAIMED, lease_expires_at__lt=now)
-        | Q(status=ReviewTask.Status.CLAIMED, claimed_by=user)
-    )
-
-
-def _after(priority: int, created_at: datetime, pk: int) -> Q:
-    """Keyset condition: the rows after (priority, created_at, pk) in the order (-priority, created_at, pk)."""
-    return (
-        Q(priority__lt=priority)
-        | Q(priority=priority, created_at__gt=created_at)
-        | Q(priority=priority, created_at=created_at, pk__gt=pk)
-    )
-
-
 def _cursor_encode(task: ReviewTask) -> str:
     raw = json.dumps([task.priority, task.created_at.isoformat(), task.pk])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -171,12 +153,7 @@ def queue_detail(request, pk: int):
     _annotate_queue(queue, now)
     cursor = request.GET.get("after", "")
     position = _cursor_decode(cursor)
-    tasks = selectors.task_list(user=request.user, queue=queue, status="pending")
-    if position is not None:
-        tasks = tasks.filter(_after(*position))
-    page = list(tasks[: PAGE_SIZE + 1])
-    has_next = len(page) > PAGE_SIZE
-    page = page[:PAGE_SIZE]
+    page, has_next = selectors.task_page(user=request.user, queue=queue, after=position, size=PAGE_SIZE)
     for task in page:
         task.sla_state = _sla_state(due_at=task.due_at, sla=queue.sla, now=now)
         task.sla_label = SLA_LABELS[task.sla_state]
@@ -344,13 +321,7 @@ def _next_url(request, queue: ReviewQueue) -> str:
 
 def _skip_url(request, task: ReviewTask) -> str:
     """The next pending item after this one that the reviewer may take (wrapping round to the first)."""
-    now = clock.now()
-    candidates = (
-        selectors.task_list(user=request.user, queue=task.queue, status="pending")
-        .exclude(pk=task.pk)
-        .filter(_claimable_by(request.user, now))
-    )
-    target = candidates.filter(_after(task.priority, task.created_at, task.pk)).first() or candidates.first()
+    target = selectors.task_after(user=request.user, task=task)
     if target is None:
         messages.info(request, "No other item is waiting in this queue.")
         return reverse("reviews:queue-detail", args=[task.queue_id])
