@@ -14,6 +14,7 @@ from apps.core.permissions import has_object_permission
 
 from .clients.errors import ConnectorError
 from .clients.local_models import ChurnModel, ReplyRetriever
+from .clients.outbound import check_address
 from .clients.sql import SqlClient
 from .models import Connector
 
@@ -53,12 +54,10 @@ def _test_model(connector: Connector) -> str:
 
 
 def _test_webhook(connector: Connector) -> str:
-    from apps.delivery.webhooks import _check_address
-
     url = connector.config.get("url", "")
     if urlparse(url).scheme not in ("http", "https"):
         raise ConnectorError("No http(s) URL configured (config.url)")
-    _check_address(url)
+    check_address(url)
     return f"{urlparse(url).hostname} resolves to an allowed address"
 
 

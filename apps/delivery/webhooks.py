@@ -4,15 +4,12 @@
 import base64
 import hashlib
 import hmac
-import ipaddress
-import socket
 import time
-from urllib.parse import urlparse
 
 import requests
-from django.conf import settings
 
 from apps.connectors.clients.errors import ConnectorError
+from apps.connectors.clients.outbound import check_address
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -34,25 +31,8 @@ def verify(secret: str, headers: dict, body: bytes, *, now: float | None = None)
     return any(hmac.compare_digest(expected, candidate) for candidate in headers.get("webhook-signature", "").split())
 
 
-def _check_address(url: str) -> None:
-    """SSRF guard at request time, on the resolved addresses (DNS rebinding), unless allow-listed."""
-    host = urlparse(url).hostname or ""
-    if host in settings.DOORSTEP_OUTBOUND_ALLOWLIST:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
-        raise ConnectorError(f"Cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
-            raise ConnectorError(
-                f"{host} resolves to a private address ({address}); an admin must allow-list it", permanent=True
-            )
-
-
 def send(*, url: str, secret: str, msg_id: str, body: bytes, timeout: float = 5.0) -> requests.Response:
-    _check_address(url)
+    check_address(url)
     timestamp = int(time.time())
     headers = {
         "content-type": "application/json",
