@@ -1,16 +1,20 @@
 """A run goes through a real Celery worker on Redis, against PostgreSQL, to written-back state."""
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.connectors.models import Connector, Destination
 from apps.core.actors import Actor
 from apps.reviews.services import review_task_decide
 from apps.workflows.models import Recommendation, Run
@@ -32,13 +36,15 @@ def worker(world):
         "CELERY_TASK_ALWAYS_EAGER": "false",
         # The worker must see the test database the fixtures committed to.
         "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict),
+        "DOORSTEP_OUTBOUND_ALLOWLIST": "127.0.0.1",  # the local webhook receiver
     }
+    # prefork with one child: the tests kill the child mid-task, as the OOM killer or a deploy would.
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "-l", "warning"],
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "-c", "1", "-l", "warning"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     celery_app.conf.task_always_eager = False
     try:
@@ -59,7 +65,7 @@ def _wait_for(predicate, process, timeout=60):
         if value:
             return value
         if process.poll() is not None:
-            raise AssertionError(f"worker exited: {process.stdout.read().decode(errors='replace')}")
+            raise AssertionError(f"worker exited with {process.returncode}")
         time.sleep(0.2)
     raise AssertionError("timed out waiting for the worker")
 
@@ -79,3 +85,44 @@ def test_run_goes_through_a_real_worker_to_written_back_state(world, worker):
     assert rows == [("ACC-0010", "doorstep:churn-risk")]
     delivered = recommendation.events.get(type="delivered")
     assert delivered.actor_label == "system:delivery_send"
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing_and_delivers_once(world, worker, queued_recommendation):
+    """acks_late + reject_on_worker_lost: the killed child's task goes back to the queue and runs again;
+    delivery_send is idempotent, so the outcome is one delivery, one event."""
+    first_request = threading.Event()
+    received = []
+
+    class SlowOnce(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.headers["webhook-id"])
+            self.rfile.read(int(self.headers["content-length"]))
+            if len(received) == 1:
+                first_request.set()
+                time.sleep(30)  # the worker is killed while it waits for this answer
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connector = Connector(
+        name="Slow hook", kind=Connector.Kind.WEBHOOK, config={"url": f"http://127.0.0.1:{server.server_port}/hook"}
+    )
+    connector.set_secrets({"signing_secret": "whsec"})
+    connector.save()
+    world.churn.destinations.set([Destination.objects.create(name="Slow", kind="webhook", connector=connector)])
+    recommendation = queued_recommendation()
+    review_task_decide(actor=Actor(user=world.reviewer), task=recommendation.review_task, decision="approve")
+
+    assert first_request.wait(60), "the worker never called the receiver"
+    children = subprocess.check_output(["pgrep", "-P", str(worker.pid)]).split()
+    for child in children:
+        os.kill(int(child), signal.SIGKILL)
+    _wait_for(lambda: Recommendation.objects.filter(pk=recommendation.pk, status="delivered").exists(), worker)
+    server.shutdown()
+    assert len(received) == 2 and len(set(received)) == 1  # sent again, under the same webhook-id
+    assert recommendation.events.filter(type="delivered").count() == 1
+    assert recommendation.deliveries.get().status == "succeeded"
