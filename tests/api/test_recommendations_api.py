@@ -153,3 +153,17 @@ def test_review_decision_through_the_api(world, queued_recommendation):
     recommendation.refresh_from_db()
     assert recommendation.status == "rejected"
     assert recommendation.events.get(type="rejected").actor_user == world.reviewer
+
+
+def test_list_is_filtered_permission_checked_and_paginated(world, queued_recommendation):
+    churn = queued_recommendation(world.churn, subject_key="ACC-0001")
+    queued_recommendation(world.replies, text="We will refund you.")
+    reviewer = _client(world.reviewer)  # may view the churn use case only
+    body = reviewer.get("/api/v1/recommendations").json()
+    assert [item["id"] for item in body["results"]] == [churn.pk] and "next" in body
+    integrator = _client(world.integrator)
+    assert len(integrator.get("/api/v1/recommendations").json()["results"]) == 2
+    filtered = integrator.get("/api/v1/recommendations", {"use_case": "churn-risk", "status": "queued_for_review"})
+    assert [item["id"] for item in filtered.json()["results"]] == [churn.pk]
+    bad = integrator.get("/api/v1/recommendations", {"status": "nonsense"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"

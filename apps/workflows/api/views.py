@@ -1,3 +1,4 @@
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.generics import GenericAPIView
@@ -9,6 +10,7 @@ from apps.core.api import BatchResultSerializer, idempotent
 from apps.core.exceptions import NotFound, ServiceError
 from apps.permissions.models import ApiKey
 from apps.workflows import selectors, services
+from apps.workflows.filters import RecommendationFilter
 from apps.workflows.models import Run, UseCase
 
 from .serializers import (
@@ -57,17 +59,19 @@ class UseCaseListView(generics.ListAPIView):
         return selectors.use_case_list(user=self.request.user).order_by("pk")
 
 
-class RecommendationListCreateView(APIView):
-    required_scope = {"GET": ApiKey.Scope.READ, "POST": ApiKey.Scope.RECOMMENDATIONS_WRITE}
+class RecommendationListCreateView(generics.ListAPIView):
+    """GET: recommendations of use cases the caller may view, newest first, filterable, cursor-paginated.
+    POST: bring your own model."""
 
-    @extend_schema(responses=RecommendationSerializer(many=True))
-    def get(self, request):
-        queryset = (
-            selectors.recommendation_list(user=request.user)
-            .select_related("use_case", "policy_decision", "policy_version__policy")
-            .order_by("-pk")[:100]
+    required_scope = {"GET": ApiKey.Scope.READ, "POST": ApiKey.Scope.RECOMMENDATIONS_WRITE}
+    serializer_class = RecommendationSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = RecommendationFilter
+
+    def get_queryset(self):
+        return selectors.recommendation_list(user=self.request.user).select_related(
+            "use_case", "policy_decision", "policy_version__policy"
         )
-        return Response(RecommendationSerializer(queryset, many=True).data)
 
     @extend_schema(
         request=RecommendationInSerializer, responses={201: RecommendationSerializer}, parameters=[IDEMPOTENCY_HEADER]
