@@ -101,3 +101,25 @@ def connector_test(*, actor: Actor, connector: Connector) -> ConnectorTestResult
         connector._change_reason = "Connection test: " + ("ok" if ok else "failed")
         connector.save()
     return ConnectorTestResult(ok=ok, message=message, connector=connector)
+
+
+def connector_outcome_record(*, connector: Connector, ok: bool, error: str = "") -> None:
+    """What real calls (runs, deliveries) saw of a connector. The times and the last error are telemetry,
+    written on every call without history; a change of health is a saved change, in the history."""
+    now = clock.now()
+    if ok:
+        Connector.objects.filter(pk=connector.pk).update(last_success_at=now)
+    else:
+        Connector.objects.filter(pk=connector.pk).update(last_failure_at=now, last_error=error[:2000])
+    health = Connector.Health.OK if ok else Connector.Health.FAILING
+    if connector.health == health:
+        return
+    with transaction.atomic():
+        connector = Connector.objects.select_for_update().get(pk=connector.pk)
+        if connector.health == health:
+            return
+        connector.health = health
+        if ok:
+            connector.last_error = ""
+        connector._change_reason = "Health as seen by a run or delivery"
+        connector.save()

@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from apps.connectors.clients.errors import ConnectorError
 from apps.connectors.clients.sql import SqlClient
 from apps.connectors.models import Destination
+from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
@@ -101,8 +102,10 @@ def delivery_send(*, delivery_id: int) -> Delivery:
             external_id = _webhook(delivery, destination)
     except ConnectorError as exc:
         Delivery.objects.filter(pk=delivery.pk).update(last_error=str(exc))
+        connector_outcome_record(connector=destination.connector, ok=False, error=str(exc))
         metrics.DELIVERIES_TOTAL.labels(destination.kind, "error").inc()
         raise
+    connector_outcome_record(connector=destination.connector, ok=True)
     actor = Actor.for_system("delivery_send")
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)

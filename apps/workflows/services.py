@@ -15,6 +15,7 @@ from django.db import transaction
 from apps.connectors.clients.errors import ConnectorError, ModelCallError
 from apps.connectors.clients.model_endpoints import ModelResult, call_model
 from apps.connectors.clients.sql import SqlClient
+from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
@@ -89,9 +90,11 @@ def _call_with_fallback(use_case: UseCase, records: list[dict]) -> tuple[ModelRe
                     outcome = "timeout"
                     raise ModelCallError(f"{endpoint.name}: no answer within {use_case.model_timeout_seconds}s")
                 outcome = "ok"
+                connector_outcome_record(connector=endpoint, ok=True)
                 return result, endpoint, is_fallback, attempts, errors
             except ModelCallError as exc:
                 errors.append(str(exc))
+                connector_outcome_record(connector=endpoint, ok=False, error=str(exc))
                 if attempt + 1 < use_case.model_max_attempts:
                     time.sleep(min(0.05 * 2**attempt, 1.0))
             finally:
@@ -119,7 +122,12 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
             raise ServiceError("The use case has no source dataset")
         tick = time.perf_counter()
         client = SqlClient(dataset.connector.secrets["url"])
-        records = client.fetch_by_key(dataset.table, dataset.key_field, run.subject_key)
+        try:
+            records = client.fetch_by_key(dataset.table, dataset.key_field, run.subject_key)
+        except ConnectorError as exc:
+            connector_outcome_record(connector=dataset.connector, ok=False, error=str(exc))
+            raise
+        connector_outcome_record(connector=dataset.connector, ok=True)
         timings["gather_context"] = round((time.perf_counter() - tick) * 1000, 2)
         if not records:
             raise ServiceError(f"No record with {dataset.key_field} = {run.subject_key!r} in {dataset}")

@@ -60,6 +60,13 @@ def test_fallback_endpoint_answers_when_the_primary_fails(world):
     assert run.status == Run.Status.SUCCEEDED
     assert run.used_fallback and run.model_endpoint == world.churn_fallback
     assert run.model_attempts == world.churn.model_max_attempts + 1
+    # What the run saw of each connector is on the integrator's list, and health changes are in the history.
+    for connector in (world.churn_model, world.churn_fallback, world.crm_connector):
+        connector.refresh_from_db()
+    assert world.churn_model.health == "failing" and "nonexistent" in world.churn_model.last_error
+    assert world.churn_model.history.first().history_change_reason == "Health as seen by a run or delivery"
+    assert world.churn_fallback.health == "ok" and world.churn_fallback.last_success_at is not None
+    assert world.crm_connector.last_success_at is not None
 
 
 def test_unknown_subject_fails_the_run_with_a_reason(world):
