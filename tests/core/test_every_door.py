@@ -3,23 +3,11 @@
 import re
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.routes import url_patterns
 
 PUBLIC = {"healthz", "readyz", "metrics", "login", "api-schema", "api-docs"}
 SAMPLE_ARGS = {"int": "999999", "slug": "no-such-thing", "str": "no-such-thing", "path": "no-such-thing"}
-
-
-def _patterns(resolver=None, prefix="", namespace=None):
-    resolver = resolver or get_resolver()
-    for entry in resolver.url_patterns:
-        if isinstance(entry, URLResolver):
-            ns = entry.namespace or namespace
-            if ns == "admin":
-                continue  # Django's admin guards itself (staff login)
-            yield from _patterns(entry, prefix + str(entry.pattern), ns)
-        elif isinstance(entry, URLPattern):
-            name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
-            yield name, prefix + str(entry.pattern)
 
 
 def _concrete(route: str) -> str:
@@ -27,7 +15,7 @@ def _concrete(route: str) -> str:
     return "/" + route.lstrip("^").rstrip("$").replace("\\Z", "")
 
 
-DOORS = sorted({(name, _concrete(route)) for name, route in _patterns() if name not in PUBLIC})
+DOORS = sorted({(name, _concrete(route)) for name, route in url_patterns() if name not in PUBLIC})
 
 
 def test_every_door_is_listed():

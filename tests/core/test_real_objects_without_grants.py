@@ -1,0 +1,62 @@
+"""Every URL that names an object, called with a real object's id by a user who holds no grant on it:
+nothing is shown and nothing changes, by page, htmx fragment or API. Generated from the URL conf, so a
+new URL that names an object fails here until it is listed with the object it names."""
+
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from apps.core.actors import Actor
+from apps.permissions.services import api_key_create
+from apps.workflows.models import Recommendation, RecommendationEvent, Run
+from tests.routes import url_patterns
+
+
+def _objects(world, recommendation, run, key):
+    task = recommendation.review_task
+    return {
+        "api-recommendation-detail": {"pk": recommendation.pk},
+        "api-run-detail": {"pk": run.pk},
+        "api-review-task-detail": {"pk": task.pk},
+        "api-review-task-decision": {"pk": task.pk},
+        "reviews:queue-detail": {"pk": world.churn_queue.pk},
+        "reviews:claim-next": {"pk": world.churn_queue.pk},
+        "reviews:task-detail": {"pk": task.pk},
+        "reviews:task-decide": {"pk": task.pk},
+        "workflows:use-case-detail": {"slug": world.churn.slug},
+        "policies:policy-detail": {"pk": world.churn_policy.pk},
+        "policies:policy-version-review": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:rule-test": {"pk": world.churn_policy.pk},
+        "connectors:connector-test": {"pk": world.crm_connector.pk},
+        "connectors:api-key-revoke": {"pk": key.pk},
+        "audit:trace": {"pk": recommendation.pk},
+    }
+
+
+def test_every_object_url_is_covered(world, queued_recommendation):
+    named = {name for name, route in url_patterns() if "<" in route}
+    run = Run.objects.create(use_case=world.churn, subject_key="ACC-0001", trigger="api")
+    key, _ = api_key_create(actor=Actor(user=world.integrator), user=world.integrator, name="k")
+    assert named == set(_objects(world, queued_recommendation(), run, key))
+
+
+def test_a_user_without_grants_gets_nothing_and_changes_nothing(world, queued_recommendation):
+    recommendation = queued_recommendation()
+    run = Run.objects.create(use_case=world.churn, subject_key="ACC-0001", trigger="api")
+    key, _ = api_key_create(actor=Actor(user=world.integrator), user=world.integrator, name="k")
+    client = APIClient()
+    client.force_login(world.outsider)
+    events_before = RecommendationEvent.objects.count()
+    for name, kwargs in _objects(world, recommendation, run, key).items():
+        url = reverse(name, kwargs=kwargs)
+        form = {"decision": "approve", "comment": "x", "edited_text": "x", "sample": "{}"}
+        for method, extra in (("get", {}), ("get", {"HTTP_HX_REQUEST": "true"}), ("post", {"HTTP_HX_REQUEST": "true"})):
+            response = getattr(client, method)(url, form if method == "post" else None, **extra)
+            assert response.status_code in (403, 404, 405), (name, method, response.status_code)
+            assert str(recommendation.content["text"]) not in response.content.decode(), name
+    recommendation.refresh_from_db()
+    assert recommendation.status == Recommendation.Status.QUEUED
+    assert RecommendationEvent.objects.count() == events_before
+    world.pending_version.refresh_from_db()
+    assert world.pending_version.state == "in_review" and not world.pending_version.approvals.exists()
+    key.refresh_from_db()
+    assert key.revoked_at is None
