@@ -29,7 +29,8 @@ node_modules/.installed: package-lock.json
 install: $(VENV)/.installed node_modules/.installed
 
 # The worker and beat run in the background, gunicorn beside them; when any one of them stops, or on
-# Ctrl-C/TERM, the trap stops the others, so no orphan keeps consuming the broker. Every process shares
+# Ctrl-C/TERM, the trap stops the others (KILL after 10 s: the filesystem broker can hang a warm shutdown),
+# so no orphan keeps consuming the broker. Every process shares
 # PROMETHEUS_MULTIPROC_DIR, so /metrics sums the web workers and the Celery worker.
 run: install
 	@set -euo pipefail; \
@@ -46,7 +47,11 @@ run: install
 	echo "Demo accounts admin, governance, reviewer, executive, integrator; password: $$demo_pw"; \
 	echo "Serving http://127.0.0.1:$${PORT:-8000}/ (Ctrl-C stops the web server, the worker and beat)"; \
 	pids=""; \
-	cleanup() { trap - EXIT INT TERM; [ -z "$$pids" ] || kill $$pids 2>/dev/null || true; wait || true; }; \
+	cleanup() { \
+		trap - EXIT INT TERM; [ -n "$$pids" ] || return 0; kill $$pids 2>/dev/null || true; \
+		for _ in $$(seq 20); do kill -0 $$pids 2>/dev/null || break; sleep 0.5; done; \
+		kill -KILL $$pids 2>/dev/null || true; wait || true; \
+	}; \
 	trap cleanup EXIT; \
 	trap 'exit 130' INT; \
 	trap 'exit 143' TERM; \
