@@ -69,7 +69,7 @@ def policy_version_submit(*, actor: Actor, version: PolicyVersion) -> PolicyVers
 @transaction.atomic
 def policy_version_review(*, actor: Actor, version: PolicyVersion, decision: str, comment: str) -> PolicyVersion:
     """One approver's yes/no. Needs approve_policy; the author never approves; M of N approvals approve."""
-    version = PolicyVersion.objects.select_for_update().select_related("policy").get(pk=version.pk)
+    version = PolicyVersion.objects.select_for_update(of=("self",)).select_related("policy").get(pk=version.pk)
     if not has_object_permission(actor.user, "approve_policy", version.policy):
         raise PermissionDenied()
     if version.author_id == actor.user.pk:
@@ -94,7 +94,7 @@ def policy_version_review(*, actor: Actor, version: PolicyVersion, decision: str
 @transaction.atomic
 def policy_version_activate(*, actor: Actor, version: PolicyVersion) -> PolicyVersion:
     """Make an approved version the active one, retiring the previous one in the same transaction."""
-    version = PolicyVersion.objects.select_for_update().select_related("policy").get(pk=version.pk)
+    version = PolicyVersion.objects.select_for_update(of=("self",)).select_related("policy").get(pk=version.pk)
     if not has_object_permission(actor.user, "change_policy", version.policy):
         raise PermissionDenied()
     if version.state != PolicyVersion.State.APPROVED:

@@ -112,7 +112,7 @@ def review_task_decide(
         raise ServiceError("The edited text is required.", field="edited_text")
     now = clock.now()
     with transaction.atomic():
-        task = ReviewTask.objects.select_for_update().select_related("queue").get(pk=task.pk)
+        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("queue").get(pk=task.pk)
         if task.status == ReviewTask.Status.DECIDED:
             raise Conflict("This item has already been decided.")
         if (

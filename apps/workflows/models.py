@@ -108,6 +108,9 @@ class Run(models.Model):
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    model_output = models.JSONField(
+        null=True, blank=True, help_text="The model's answer, stored once so a retried run does not call it again"
+    )
     error = models.TextField(blank=True)
 
     class Meta:
@@ -134,6 +137,9 @@ class ContextSnapshot(models.Model):
     data_as_of = models.DateTimeField(null=True, blank=True)
     freshness = models.CharField(max_length=10, choices=Freshness.choices)
     fetched_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "dataset"], name="snapshot_once_per_run_dataset")]
 
     def __str__(self):
         return f"{self.source} for run {self.run_id}"

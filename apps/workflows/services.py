@@ -5,12 +5,13 @@ Writes take an Actor, run in one transaction with their lifecycle events, and se
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.connectors.clients.errors import ConnectorError, ModelCallError
 from apps.connectors.clients.model_endpoints import ModelResult, call_model
@@ -30,6 +31,7 @@ from .events import event_append, events_build
 from .models import ContextSnapshot, Recommendation, RecommendationEvent, Run, UseCase
 
 EventType = RecommendationEvent.Type
+logger = logging.getLogger(__name__)
 
 
 def _require_runnable(actor: Actor, use_case: UseCase) -> None:
@@ -103,8 +105,9 @@ def _call_with_fallback(use_case: UseCase, records: list[dict]) -> tuple[ModelRe
 
 
 def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
-    """Execute a run. Idempotent: a run that already produced its recommendation is left as it is,
-    so a redelivered task (worker killed mid-run) repeats only reads and the model call."""
+    """Execute a run step by step. Idempotent per step: the context snapshot and the model's answer are
+    stored as soon as they exist, so a redelivered task (worker killed mid-run) reuses them instead of
+    calling the model (and paying for it) again; the recommendation is created once (one per run)."""
     actor = actor or Actor.for_system("run_execute")
     run = Run.objects.select_related(
         "use_case__source_dataset__connector", "use_case__model_endpoint", "use_case__fallback_endpoint"
@@ -112,68 +115,33 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
     if run.status in (Run.Status.SUCCEEDED, Run.Status.FAILED):
         return run
     use_case = run.use_case
-    timings: dict[str, float] = {}
-    started_at = clock.now()
-    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, started_at=started_at)
-
-    dataset = use_case.source_dataset
+    Run.objects.filter(pk=run.pk, started_at__isnull=True).update(started_at=clock.now())
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
     try:
-        if dataset is None:
-            raise ServiceError("The use case has no source dataset")
-        tick = time.perf_counter()
-        client = SqlClient(dataset.connector.secrets["url"])
-        try:
-            records = client.fetch_by_key(dataset.table, dataset.key_field, run.subject_key)
-        except ConnectorError as exc:
-            connector_outcome_record(connector=dataset.connector, ok=False, error=str(exc))
-            raise
-        connector_outcome_record(connector=dataset.connector, ok=True)
-        timings["gather_context"] = round((time.perf_counter() - tick) * 1000, 2)
-        if not records:
-            raise ServiceError(f"No record with {dataset.key_field} = {run.subject_key!r} in {dataset}")
-        tick = time.perf_counter()
-        result, endpoint, used_fallback, attempts, model_errors = _call_with_fallback(use_case, records)
-        timings["call_model"] = round((time.perf_counter() - tick) * 1000, 2)
+        snapshot = _run_gather_context(run)
+        _run_call_model(run, snapshot)
     except (ConnectorError, ServiceError) as exc:
         Run.objects.filter(pk=run.pk).update(
-            status=Run.Status.FAILED, finished_at=clock.now(), error=str(exc), step_timings=timings
+            status=Run.Status.FAILED, finished_at=clock.now(), error=str(exc), step_timings=run.step_timings
         )
         metrics.RUNS_TOTAL.labels(use_case.slug, Run.Status.FAILED).inc()
         run.refresh_from_db()
         return run
 
-    now = clock.now()
-    as_of, freshness = _freshness(dataset, records, now)
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run.pk)
+        run = Run.objects.select_for_update(of=("self",)).select_related("model_endpoint").get(pk=run.pk)
         if Recommendation.objects.filter(run=run).exists():
             return run
-        snapshot = ContextSnapshot.objects.create(
-            run=run,
-            dataset=dataset,
-            source=f"{dataset.connector.name} / {dataset.table}",
-            record_ids=[str(r.get(dataset.key_field)) for r in records],
-            records=json.loads(json.dumps(records, default=str)),
-            content_hash=hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest(),
-            data_as_of=as_of,
-            freshness=freshness,
-            fetched_at=now,
-        )
-        run.model_endpoint = endpoint
-        run.used_fallback = used_fallback
-        run.model_attempts = attempts
-        run.model_latency_ms = round(result.latency_ms, 3)
-        run.tokens_in, run.tokens_out, run.cost = result.tokens_in, result.tokens_out, result.cost
-        run.error = "; ".join(model_errors)
+        answer = run.model_output
         tick = time.perf_counter()
         draft = Draft(
             subject_key=run.subject_key,
             producer="doorstep",
-            content=result.output,
-            confidence=result.confidence,
-            proposed_action=result.proposed_action,
-            cost=result.cost,
-            context=records[0],
+            content=answer["output"],
+            confidence=answer["confidence"],
+            proposed_action=answer["proposed_action"],
+            cost=run.cost,
+            context=snapshot.records[0],
             freshness=snapshot.freshness,
             run=run,
             pipeline_events=[
@@ -182,34 +150,99 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
                     {
                         "source": snapshot.source,
                         "record_ids": snapshot.record_ids,
-                        "data_as_of": as_of,
-                        "freshness": freshness,
+                        "data_as_of": snapshot.data_as_of,
+                        "freshness": snapshot.freshness,
                         "content_hash": snapshot.content_hash,
                     },
                 ),
                 (
                     EventType.MODEL_CALLED,
                     {
-                        "endpoint": endpoint.name,
-                        "fallback": used_fallback,
-                        "attempts": attempts,
+                        "endpoint": run.model_endpoint.name,
+                        "fallback": run.used_fallback,
+                        "attempts": run.model_attempts,
                         "latency_ms": run.model_latency_ms,
-                        "tokens_in": result.tokens_in,
-                        "tokens_out": result.tokens_out,
-                        "cost": result.cost,
+                        "tokens_in": run.tokens_in,
+                        "tokens_out": run.tokens_out,
+                        "cost": run.cost,
                     },
                 ),
             ],
         )
         (recommendation,) = _recommendations_create(actor=actor, use_case=use_case, drafts=[draft])
-        timings["evaluate_and_route"] = round((time.perf_counter() - tick) * 1000, 2)
-        run.step_timings = timings
+        run.step_timings["evaluate_and_route"] = round((time.perf_counter() - tick) * 1000, 2)
         run.status = Run.Status.SUCCEEDED
         run.finished_at = clock.now()
         run.save()
     metrics.RUNS_TOTAL.labels(use_case.slug, Run.Status.SUCCEEDED).inc()
     run.recommendation = recommendation
     return run
+
+
+def _run_gather_context(run: Run) -> ContextSnapshot:
+    """Step 1: read the subject's records and stamp them; a snapshot stored by an earlier attempt is reused."""
+    dataset = run.use_case.source_dataset
+    if dataset is None:
+        raise ServiceError("The use case has no source dataset")
+    stored = ContextSnapshot.objects.filter(run=run, dataset=dataset).first()
+    if stored is not None:
+        return stored
+    tick = time.perf_counter()
+    client = SqlClient(dataset.connector.secrets["url"])
+    try:
+        records = client.fetch_by_key(dataset.table, dataset.key_field, run.subject_key)
+    except ConnectorError as exc:
+        connector_outcome_record(connector=dataset.connector, ok=False, error=str(exc))
+        raise
+    connector_outcome_record(connector=dataset.connector, ok=True)
+    run.step_timings["gather_context"] = round((time.perf_counter() - tick) * 1000, 2)
+    if not records:
+        raise ServiceError(f"No record with {dataset.key_field} = {run.subject_key!r} in {dataset}")
+    now = clock.now()
+    as_of, freshness = _freshness(dataset, records, now)
+    try:
+        with transaction.atomic():
+            return ContextSnapshot.objects.create(
+                run=run,
+                dataset=dataset,
+                source=f"{dataset.connector.name} / {dataset.table}",
+                record_ids=[str(r.get(dataset.key_field)) for r in records],
+                records=json.loads(json.dumps(records, default=str)),
+                content_hash=hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest(),
+                data_as_of=as_of,
+                freshness=freshness,
+                fetched_at=now,
+            )
+    except IntegrityError:  # a concurrent attempt of the same run stored it first
+        return ContextSnapshot.objects.get(run=run, dataset=dataset)
+
+
+def _run_call_model(run: Run, snapshot: ContextSnapshot) -> None:
+    """Step 2: call the model on the snapshot's records and store its answer on the run, once."""
+    if run.model_output is not None:
+        return
+    tick = time.perf_counter()
+    result, endpoint, used_fallback, attempts, errors = _call_with_fallback(run.use_case, snapshot.records)
+    run.step_timings["call_model"] = round((time.perf_counter() - tick) * 1000, 2)
+    stored = Run.objects.filter(pk=run.pk, model_output__isnull=True).update(
+        model_output={
+            "output": result.output,
+            "confidence": result.confidence,
+            "proposed_action": result.proposed_action,
+        },
+        model_endpoint=endpoint,
+        used_fallback=used_fallback,
+        model_attempts=attempts,
+        model_latency_ms=round(result.latency_ms, 3),
+        tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out,
+        cost=result.cost,
+        error="; ".join(errors),
+        step_timings=run.step_timings,
+    )
+    run.refresh_from_db()
+    if not stored:
+        logger.info("run %s: the model's answer was stored by another attempt", run.pk)
 
 
 @dataclass
@@ -372,4 +405,4 @@ def recommendation_reject(*, recommendation: Recommendation, actor: Actor, paylo
 
 def recommendation_lock(*, pk: int) -> Recommendation:
     """The recommendation row, locked for the rest of the transaction (events are appended in order)."""
-    return Recommendation.objects.select_for_update().select_related("use_case").get(pk=pk)
+    return Recommendation.objects.select_for_update(of=("self",)).select_related("use_case").get(pk=pk)

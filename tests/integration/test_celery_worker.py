@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def worker(world):
+def worker(world, tmp_path):
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis://"):
         pytest.skip("needs DATABASE_URL=postgres://… and CELERY_BROKER_URL=redis://… (CI sets both)")
     env = {
@@ -40,12 +40,13 @@ def worker(world):
     }
     # prefork with one child: the tests kill the child mid-task, as the OOM killer or a deploy would.
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "-c", "1", "-l", "warning"],
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "-c", "1", "-l", "info"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(tmp_path / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
+    process.log_path = tmp_path / "worker.log"
     celery_app.conf.task_always_eager = False
     try:
         yield process
@@ -65,9 +66,9 @@ def _wait_for(predicate, process, timeout=60):
         if value:
             return value
         if process.poll() is not None:
-            raise AssertionError(f"worker exited with {process.returncode}")
+            raise AssertionError(f"worker exited ({process.returncode}):\n{process.log_path.read_text()[-3000:]}")
         time.sleep(0.2)
-    raise AssertionError("timed out waiting for the worker")
+    raise AssertionError(f"timed out waiting for the worker:\n{process.log_path.read_text()[-3000:]}")
 
 
 def test_run_goes_through_a_real_worker_to_written_back_state(world, worker):

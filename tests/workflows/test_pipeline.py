@@ -135,3 +135,30 @@ def test_the_beat_schedule_starts_runs_for_its_subjects(world):
     runs = Run.objects.filter(use_case=world.replies, trigger=Run.Trigger.SCHEDULE)
     assert sorted(runs.values_list("subject_key", flat=True)) == ["TCK-0001", "TCK-0002"]
     assert all(run.status == Run.Status.SUCCEEDED for run in runs)
+
+
+def test_a_retried_run_reuses_its_context_and_model_answer(world, monkeypatch):
+    """The worker dies after the model answered: the redelivered task does not pay for a second call."""
+    from apps.workflows import services
+
+    calls = []
+    real_call = services.call_model
+    monkeypatch.setattr(services, "call_model", lambda *a, **kw: calls.append(1) or real_call(*a, **kw))
+    real_create = services._recommendations_create
+
+    def crash_once(**kwargs):
+        monkeypatch.setattr(services, "_recommendations_create", real_create)
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(services, "_recommendations_create", crash_once)
+    run = Run.objects.create(use_case=world.churn, subject_key="ACC-0008", trigger=Run.Trigger.API)
+    with pytest.raises(SystemExit):
+        services.run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING and run.model_output is not None and len(calls) == 1
+
+    services.run_execute(run_id=run.pk)  # the redelivered task
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and len(calls) == 1
+    assert run.context_snapshots.count() == 1 and Recommendation.objects.filter(run=run).count() == 1
+    assert set(run.step_timings) == {"gather_context", "call_model", "evaluate_and_route"}
