@@ -40,6 +40,12 @@ def world(db, tmp_path, demo_artifacts):
 
 
 @pytest.fixture
+def outsider(world):
+    """A logged-in-able user with no group and no grant."""
+    return world.outsider
+
+
+@pytest.fixture
 def queued_recommendation(world):
     """A recommendation that the active policy sends to review (low confidence / refund promise)."""
     from apps.workflows.services import Draft, recommendation_submit

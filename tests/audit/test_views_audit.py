@@ -16,13 +16,6 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def outsider(world):
-    from django.contrib.auth import get_user_model
-
-    return getattr(world, "outsider", None) or get_user_model().objects.create_user("outsider", password=world.password)
-
-
 def _login(client, user):
     client.force_login(user)
     return client

@@ -3,7 +3,6 @@
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -12,11 +11,6 @@ from apps.permissions.models import ApiKey, digest
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def outsider(world):
-    return getattr(world, "outsider", None) or get_user_model().objects.create_user("outsider", password=world.password)
 
 
 def _login(client, user):

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from apps.core.actors import Actor
@@ -12,11 +11,6 @@ from apps.policies.services import policy_version_create, policy_version_submit
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def outsider(world):
-    return getattr(world, "outsider", None) or get_user_model().objects.create_user("outsider", password=world.password)
 
 
 def _login(client, user):

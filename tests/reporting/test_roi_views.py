@@ -6,7 +6,6 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from apps.core import clock
@@ -19,12 +18,6 @@ TODAY = dt.date(2025, 5, 31)
 NOW = dt.datetime(2025, 5, 31, 12, tzinfo=dt.UTC)
 ROI = reverse("reporting:roi")
 EXPORT = reverse("reporting:roi-export")
-
-
-@pytest.fixture
-def outsider(world):
-    """A signed-in user with no grant on any use case."""
-    return getattr(world, "outsider", None) or get_user_model().objects.create_user("outsider", password="x" * 12)
 
 
 @pytest.fixture

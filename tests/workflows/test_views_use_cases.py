@@ -1,7 +1,6 @@
 """Use-case pages: the list with its AI controls scorecard, one use case, and what each persona sees."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from apps.connectors.models import Connector
@@ -12,11 +11,6 @@ from apps.workflows.models import UseCase
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def outsider(world):
-    return getattr(world, "outsider", None) or get_user_model().objects.create_user("outsider", password=world.password)
 
 
 def _client(client, user):
