@@ -20,6 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from apps.core import clock
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.formatting import duration_label
 from apps.core.htmx import render_page
 from apps.policies.models import PolicyDecision, Rule
 from apps.workflows.models import ContextSnapshot
@@ -78,21 +79,12 @@ def _sla_state(*, due_at: datetime | None, sla: timedelta, now: datetime) -> str
     return SLA_OK
 
 
-def _duration_text(value: timedelta) -> str:
-    """4 h, 90 min, 1 d 2 h: an SLA or lease as a reviewer reads it."""
-    minutes = int(value.total_seconds() // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
-    return " ".join(p for p in parts if p) or f"{int(value.total_seconds())} s"
-
-
 def _annotate_queue(queue: ReviewQueue, now: datetime) -> ReviewQueue:
     queue.sla_state = _queue_sla_state(queue, now)
     queue.sla_label = SLA_LABELS[queue.sla_state]
     queue.sla_badge = SLA_BADGES[queue.sla_state]
-    queue.sla_text = _duration_text(queue.sla)
-    queue.lease_text = _duration_text(queue.lease)
+    queue.sla_text = duration_label(queue.sla)
+    queue.lease_text = duration_label(queue.lease)
     return queue
 
 

@@ -4,12 +4,12 @@
 prefetch), so a list of use cases costs a fixed number of queries; without that data it queries.
 """
 
-import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from apps.connectors.models import Connector
+from apps.core.formatting import duration_label
 from apps.policies.models import PolicyVersion
 from apps.reviews.models import ReviewQueueGroupObjectPermission
 
@@ -35,18 +35,6 @@ CONTROL_NAMES = {
     "delivery": "Delivery",
     "monitoring": "Monitoring",
 }
-
-
-def duration_label(duration: dt.timedelta | None) -> str:
-    """ "24 hours", "2 days", "90 minutes": an SLA as people say it."""
-    if duration is None:
-        return "none"
-    seconds = int(duration.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} seconds"
 
 
 def _active_version_subquery(field: str):

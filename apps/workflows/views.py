@@ -5,11 +5,12 @@ from django.http import Http404
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from apps.core.formatting import duration_label
 from apps.core.htmx import render_page
 from apps.policies.selectors import policy_versions_awaiting_approval
 
 from . import selectors
-from .controls import duration_label, use_case_controls, with_control_data
+from .controls import use_case_controls, with_control_data
 from .models import UseCase
 
 RECENT = 20
