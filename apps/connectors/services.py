@@ -13,8 +13,8 @@ from apps.core.exceptions import PermissionDenied
 from apps.core.permissions import has_object_permission
 
 from .clients.errors import ConnectorError
+from .clients.http import check_address
 from .clients.local_models import ChurnModel, ReplyRetriever
-from .clients.outbound import check_address
 from .clients.sql import SqlClient
 from .models import Connector
 

@@ -18,6 +18,9 @@ class Delivery(models.Model):
     external_id = models.CharField(max_length=120, blank=True)
     last_response = models.TextField(blank=True)
     last_error = models.TextField(blank=True)
+    attempt_log = models.JSONField(
+        default=list, blank=True, help_text="[{at, ok, status, response or error}] of the latest attempts"
+    )
     created_at = models.DateTimeField(default=clock.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
 

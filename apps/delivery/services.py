@@ -96,7 +96,7 @@ def delivery_send(*, delivery_id: int) -> Delivery:
     destination = delivery.destination
     Delivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts + 1)
     try:
-        if destination.kind == Destination.Kind.SQL_WRITEBACK:
+        if destination.kind == Destination.Kind.WRITEBACK:
             external_id = _writeback(delivery, destination)
         else:
             external_id = _webhook(delivery, destination)

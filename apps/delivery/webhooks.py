@@ -9,7 +9,7 @@ import time
 import requests
 
 from apps.connectors.clients.errors import ConnectorError
-from apps.connectors.clients.outbound import check_address
+from apps.connectors.clients.http import check_address
 
 TOLERANCE_SECONDS = 5 * 60
 

@@ -52,6 +52,11 @@ class UseCase(TimeStampedModel):
     review_queue = models.ForeignKey(
         "reviews.ReviewQueue", on_delete=models.PROTECT, null=True, blank=True, related_name="use_cases"
     )
+    embed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Origins that may embed this use case's widget (CSP frame-ancestors), e.g. https://crm.example.com",
+    )
     model_timeout_seconds = models.FloatField(default=5.0)
     model_max_attempts = models.PositiveSmallIntegerField(default=3)
     # ROI baseline: what the work cost before the AI.
@@ -128,6 +133,11 @@ class ContextSnapshot(models.Model):
         STALE = "stale", "Stale"
         UNKNOWN = "unknown", "No SLA"
 
+    class Quality(models.TextChoices):
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        UNCHECKED = "unchecked", "No rules"
+
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="context_snapshots")
     dataset = models.ForeignKey("connectors.SourceDataset", on_delete=models.PROTECT, related_name="+")
     source = models.CharField(max_length=200, help_text="Connector and table, as they were named at read time")
@@ -136,6 +146,10 @@ class ContextSnapshot(models.Model):
     content_hash = models.CharField(max_length=64)
     data_as_of = models.DateTimeField(null=True, blank=True)
     freshness = models.CharField(max_length=10, choices=Freshness.choices)
+    freshness_sla = models.DurationField(null=True, blank=True, help_text="The dataset's SLA at read time")
+    quality = models.CharField(max_length=10, choices=Quality.choices, default=Quality.UNCHECKED)
+    quality_errors = models.JSONField(default=list, blank=True, help_text="[{record, field, message}]")
+    values_hashed = models.BooleanField(default=False, help_text="Only the hash of the values was stored")
     fetched_at = models.DateTimeField(default=clock.now)
 
     class Meta:
@@ -208,6 +222,7 @@ class RecommendationEvent(models.Model):
         BLOCKED = "blocked", "Blocked"
         DELIVERED = "delivered", "Delivered"
         DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+        DELIVERY_RETRIED = "delivery_retried", "Delivery retried"
         SHOWN = "shown", "Shown"
         ACCEPTED = "accepted", "Accepted"
         FEEDBACK_EDITED = "feedback_edited", "Edited by user"

@@ -87,7 +87,7 @@ def _call_with_fallback(use_case: UseCase, records: list[dict]) -> tuple[ModelRe
             outcome = "error"
             started = time.perf_counter()
             try:
-                result = call_model(endpoint, records=records)
+                result = call_model(endpoint, records=records, timeout=use_case.model_timeout_seconds)
                 if result.latency_ms > use_case.model_timeout_seconds * 1000:
                     outcome = "timeout"
                     raise ModelCallError(f"{endpoint.name}: no answer within {use_case.model_timeout_seconds}s")

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.delivery",
     "apps.reporting",
     "apps.audit",
+    "apps.monitoring",
 ]
 
 MIDDLEWARE = [

@@ -40,8 +40,8 @@ def _retention_advice(record: dict, probability: float, drivers: dict) -> tuple[
     return text, {"type": "crm_task", "discount_pct": discount}
 
 
-def call_model(connector, *, records: list[dict]) -> ModelResult:
-    """Call `connector` (a model endpoint) on the subject's records."""
+def call_model(connector, *, records: list[dict], timeout: float) -> ModelResult:
+    """Call `connector` (a model endpoint) on the subject's records; `timeout` bounds a remote call (seconds)."""
     if not records:
         raise ModelCallError("No context records for the subject")
     started = time.perf_counter()

@@ -5,22 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('delivery', '0001_initial'),
-        ('workflows', '0001_initial'),
+        ("delivery", "0001_initial"),
+        ("workflows", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='delivery',
-            name='recommendation',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='workflows.recommendation'),
+            model_name="delivery",
+            name="recommendation",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="deliveries", to="workflows.recommendation"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('recommendation', 'destination'), name='delivery_once_per_destination'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                fields=("recommendation", "destination"), name="delivery_once_per_destination"
+            ),
         ),
     ]

@@ -6,100 +6,126 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('policies', '0001_initial'),
-        ('workflows', '0001_initial'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("policies", "0001_initial"),
+        ("workflows", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='policydecision',
-            name='recommendation',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='policy_decision', to='workflows.recommendation'),
+            model_name="policydecision",
+            name="recommendation",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="policy_decision",
+                to="workflows.recommendation",
+            ),
         ),
         migrations.AddField(
-            model_name='policygroupobjectpermission',
-            name='content_object',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='policies.policy'),
+            model_name="policygroupobjectpermission",
+            name="content_object",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="policies.policy"),
         ),
         migrations.AddField(
-            model_name='policygroupobjectpermission',
-            name='group',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.group'),
+            model_name="policygroupobjectpermission",
+            name="group",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.group"),
         ),
         migrations.AddField(
-            model_name='policygroupobjectpermission',
-            name='permission',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission'),
+            model_name="policygroupobjectpermission",
+            name="permission",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.permission"),
         ),
         migrations.AddField(
-            model_name='policyuserobjectpermission',
-            name='content_object',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='policies.policy'),
+            model_name="policyuserobjectpermission",
+            name="content_object",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="policies.policy"),
         ),
         migrations.AddField(
-            model_name='policyuserobjectpermission',
-            name='permission',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission'),
+            model_name="policyuserobjectpermission",
+            name="permission",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.permission"),
         ),
         migrations.AddField(
-            model_name='policyuserobjectpermission',
-            name='user',
+            model_name="policyuserobjectpermission",
+            name="user",
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddField(
-            model_name='policyversion',
-            name='author',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="policyversion",
+            name="author",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='policyversion',
-            name='policy',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='versions', to='policies.policy'),
+            model_name="policyversion",
+            name="policy",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="versions", to="policies.policy"
+            ),
         ),
         migrations.AddField(
-            model_name='policydecision',
-            name='version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='policies.policyversion'),
+            model_name="policydecision",
+            name="version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="policies.policyversion",
+            ),
         ),
         migrations.AddField(
-            model_name='historicalrule',
-            name='version',
-            field=models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='policies.policyversion'),
+            model_name="historicalrule",
+            name="version",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="policies.policyversion",
+            ),
         ),
         migrations.AddField(
-            model_name='approval',
-            name='version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='approvals', to='policies.policyversion'),
+            model_name="approval",
+            name="version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="approvals", to="policies.policyversion"
+            ),
         ),
         migrations.AddField(
-            model_name='rule',
-            name='version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rules', to='policies.policyversion'),
+            model_name="rule",
+            name="version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="rules", to="policies.policyversion"
+            ),
         ),
         migrations.AlterUniqueTogether(
-            name='policygroupobjectpermission',
-            unique_together={('group', 'permission', 'content_object')},
+            name="policygroupobjectpermission",
+            unique_together={("group", "permission", "content_object")},
         ),
         migrations.AlterUniqueTogether(
-            name='policyuserobjectpermission',
-            unique_together={('user', 'permission', 'content_object')},
+            name="policyuserobjectpermission",
+            unique_together={("user", "permission", "content_object")},
         ),
         migrations.AddConstraint(
-            model_name='policyversion',
-            constraint=models.UniqueConstraint(fields=('policy', 'number'), name='policy_version_unique_number'),
+            model_name="policyversion",
+            constraint=models.UniqueConstraint(fields=("policy", "number"), name="policy_version_unique_number"),
         ),
         migrations.AddConstraint(
-            model_name='policyversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('state', 'active')), fields=('policy',), name='policy_one_active_version'),
+            model_name="policyversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state", "active")), fields=("policy",), name="policy_one_active_version"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approval',
-            constraint=models.UniqueConstraint(fields=('version', 'approver'), name='approval_one_per_approver'),
+            model_name="approval",
+            constraint=models.UniqueConstraint(fields=("version", "approver"), name="approval_one_per_approver"),
         ),
     ]

@@ -5,35 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='DailyRollup',
+            name="DailyRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('recommendations', models.PositiveIntegerField(default=0)),
-                ('reviewed', models.PositiveIntegerField(default=0)),
-                ('approved', models.PositiveIntegerField(default=0)),
-                ('edited', models.PositiveIntegerField(default=0)),
-                ('rejected', models.PositiveIntegerField(default=0)),
-                ('blocked', models.PositiveIntegerField(default=0)),
-                ('delivered', models.PositiveIntegerField(default=0)),
-                ('shown', models.PositiveIntegerField(default=0)),
-                ('accepted', models.PositiveIntegerField(default=0)),
-                ('acted_on', models.PositiveIntegerField(default=0)),
-                ('model_cost', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=14)),
-                ('review_seconds', models.FloatField(default=0)),
-                ('cycle_seconds_total', models.FloatField(default=0, help_text='Created to delivered, summed')),
-                ('cycle_count', models.PositiveIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                ("recommendations", models.PositiveIntegerField(default=0)),
+                ("reviewed", models.PositiveIntegerField(default=0)),
+                ("approved", models.PositiveIntegerField(default=0)),
+                ("edited", models.PositiveIntegerField(default=0)),
+                ("rejected", models.PositiveIntegerField(default=0)),
+                ("blocked", models.PositiveIntegerField(default=0)),
+                ("delivered", models.PositiveIntegerField(default=0)),
+                ("shown", models.PositiveIntegerField(default=0)),
+                ("accepted", models.PositiveIntegerField(default=0)),
+                ("acted_on", models.PositiveIntegerField(default=0)),
+                ("model_cost", models.DecimalField(decimal_places=6, default=Decimal("0"), max_digits=14)),
+                ("review_seconds", models.FloatField(default=0)),
+                ("cycle_seconds_total", models.FloatField(default=0, help_text="Created to delivered, summed")),
+                ("cycle_count", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['use_case', 'day'],
+                "ordering": ["use_case", "day"],
             },
         ),
     ]

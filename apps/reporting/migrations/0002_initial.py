@@ -5,22 +5,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('reporting', '0001_initial'),
-        ('workflows', '0001_initial'),
+        ("reporting", "0001_initial"),
+        ("workflows", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dailyrollup',
-            name='use_case',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rollups', to='workflows.usecase'),
+            model_name="dailyrollup",
+            name="use_case",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="rollups", to="workflows.usecase"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dailyrollup',
-            constraint=models.UniqueConstraint(fields=('use_case', 'day'), name='rollup_unique_day'),
+            model_name="dailyrollup",
+            constraint=models.UniqueConstraint(fields=("use_case", "day"), name="rollup_unique_day"),
         ),
     ]

@@ -9,107 +9,165 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReviewQueue',
+            name="ReviewQueue",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=apps.core.clock.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=apps.core.clock.now, editable=False)),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('sla', models.DurationField(default=datetime.timedelta(seconds=14400), help_text='Time to a verdict')),
-                ('lease', models.DurationField(default=datetime.timedelta(seconds=600), help_text='How long a claim holds')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=apps.core.clock.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=apps.core.clock.now, editable=False)),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("sla", models.DurationField(default=datetime.timedelta(seconds=14400), help_text="Time to a verdict")),
+                (
+                    "lease",
+                    models.DurationField(default=datetime.timedelta(seconds=600), help_text="How long a claim holds"),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('review_reviewqueue', 'Claim and decide items of the queue')],
+                "ordering": ["name"],
+                "permissions": [("review_reviewqueue", "Claim and decide items of the queue")],
             },
         ),
         migrations.CreateModel(
-            name='ReviewVerdict',
+            name="ReviewVerdict",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('approve', 'Approve'), ('edit', 'Edit and approve'), ('reject', 'Reject')], max_length=10)),
-                ('reason_code', models.CharField(blank=True, choices=[('inaccurate', 'Inaccurate'), ('stale_data', 'Based on stale data'), ('policy', 'Against policy'), ('tone', 'Wrong tone'), ('other', 'Other')], max_length=20)),
-                ('comment', models.TextField(blank=True)),
-                ('edited_text', models.TextField(blank=True)),
-                ('diff', models.TextField(blank=True)),
-                ('edit_distance', models.PositiveIntegerField(default=0)),
-                ('seconds_spent', models.FloatField(default=0)),
-                ('created_at', models.DateTimeField(default=apps.core.clock.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[("approve", "Approve"), ("edit", "Edit and approve"), ("reject", "Reject")],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "reason_code",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("inaccurate", "Inaccurate"),
+                            ("stale_data", "Based on stale data"),
+                            ("policy", "Against policy"),
+                            ("tone", "Wrong tone"),
+                            ("other", "Other"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("comment", models.TextField(blank=True)),
+                ("edited_text", models.TextField(blank=True)),
+                ("diff", models.TextField(blank=True)),
+                ("edit_distance", models.PositiveIntegerField(default=0)),
+                ("seconds_spent", models.FloatField(default=0)),
+                ("created_at", models.DateTimeField(default=apps.core.clock.now)),
             ],
         ),
         migrations.CreateModel(
-            name='HistoricalReviewQueue',
+            name="HistoricalReviewQueue",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=apps.core.clock.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=apps.core.clock.now, editable=False)),
-                ('name', models.CharField(db_index=True, max_length=120)),
-                ('description', models.TextField(blank=True)),
-                ('sla', models.DurationField(default=datetime.timedelta(seconds=14400), help_text='Time to a verdict')),
-                ('lease', models.DurationField(default=datetime.timedelta(seconds=600), help_text='How long a claim holds')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=apps.core.clock.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=apps.core.clock.now, editable=False)),
+                ("name", models.CharField(db_index=True, max_length=120)),
+                ("description", models.TextField(blank=True)),
+                ("sla", models.DurationField(default=datetime.timedelta(seconds=14400), help_text="Time to a verdict")),
+                (
+                    "lease",
+                    models.DurationField(default=datetime.timedelta(seconds=600), help_text="How long a claim holds"),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical review queue',
-                'verbose_name_plural': 'historical review queues',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical review queue",
+                "verbose_name_plural": "historical review queues",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='ReviewQueueGroupObjectPermission',
+            name="ReviewQueueGroupObjectPermission",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='reviews.reviewqueue')),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.group')),
-                ('permission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "content_object",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="reviews.reviewqueue"),
+                ),
+                ("group", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.group")),
+                ("permission", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.permission")),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='ReviewQueueUserObjectPermission',
+            name="ReviewQueueUserObjectPermission",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='reviews.reviewqueue')),
-                ('permission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "content_object",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="reviews.reviewqueue"),
+                ),
+                ("permission", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.permission")),
+                ("user", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='ReviewTask',
+            name="ReviewTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('claimed', 'Claimed'), ('decided', 'Decided')], default='open', max_length=10)),
-                ('priority', models.SmallIntegerField(default=0, help_text='Higher first')),
-                ('reasons', models.JSONField(default=list, help_text='The rules that sent the item here')),
-                ('created_at', models.DateTimeField(default=apps.core.clock.now)),
-                ('due_at', models.DateTimeField()),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('claimed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
-                ('queue', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tasks', to='reviews.reviewqueue')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "Open"), ("claimed", "Claimed"), ("decided", "Decided")],
+                        default="open",
+                        max_length=10,
+                    ),
+                ),
+                ("priority", models.SmallIntegerField(default=0, help_text="Higher first")),
+                ("reasons", models.JSONField(default=list, help_text="The rules that sent the item here")),
+                ("created_at", models.DateTimeField(default=apps.core.clock.now)),
+                ("due_at", models.DateTimeField()),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "claimed_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "queue",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="tasks", to="reviews.reviewqueue"
+                    ),
+                ),
             ],
         ),
     ]

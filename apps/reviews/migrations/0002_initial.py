@@ -6,41 +6,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('reviews', '0001_initial'),
-        ('workflows', '0001_initial'),
+        ("reviews", "0001_initial"),
+        ("workflows", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reviewtask',
-            name='recommendation',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='review_task', to='workflows.recommendation'),
+            model_name="reviewtask",
+            name="recommendation",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT, related_name="review_task", to="workflows.recommendation"
+            ),
         ),
         migrations.AddField(
-            model_name='reviewverdict',
-            name='reviewer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="reviewverdict",
+            name="reviewer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='reviewverdict',
-            name='task',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='verdicts', to='reviews.reviewtask'),
+            model_name="reviewverdict",
+            name="task",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="verdicts", to="reviews.reviewtask"
+            ),
         ),
         migrations.AlterUniqueTogether(
-            name='reviewqueuegroupobjectpermission',
-            unique_together={('group', 'permission', 'content_object')},
+            name="reviewqueuegroupobjectpermission",
+            unique_together={("group", "permission", "content_object")},
         ),
         migrations.AlterUniqueTogether(
-            name='reviewqueueuserobjectpermission',
-            unique_together={('user', 'permission', 'content_object')},
+            name="reviewqueueuserobjectpermission",
+            unique_together={("user", "permission", "content_object")},
         ),
         migrations.AddIndex(
-            model_name='reviewtask',
-            index=models.Index(fields=['queue', 'status', '-priority', 'created_at'], name='reviews_rev_queue_i_0062bc_idx'),
+            model_name="reviewtask",
+            index=models.Index(
+                fields=["queue", "status", "-priority", "created_at"], name="reviews_rev_queue_i_0062bc_idx"
+            ),
         ),
     ]

@@ -172,7 +172,7 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
             key_field="account_id",
             updated_at_field="updated_at",
             freshness_sla=dt.timedelta(hours=24),
-            required_fields=["arr", "nps"],
+            quality_rules={"required": ["arr", "nps"]},
         )
     )
     w.tickets = save(
@@ -183,13 +183,13 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
             key_field="ticket_id",
             updated_at_field="updated_at",
             freshness_sla=None,
-            required_fields=["subject", "body"],
+            quality_rules={"required": ["subject", "body"]},
         )
     )
     w.crm_tasks = save(
         Destination(
             name="CRM tasks on the account",
-            kind=Destination.Kind.SQL_WRITEBACK,
+            kind=Destination.Kind.WRITEBACK,
             connector=w.crm_connector,
             table="crm_tasks",
             config={"subject_column": "account_id", "text_column": "body", "title_column": "subject"},
@@ -198,7 +198,7 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
     w.ticket_notes = save(
         Destination(
             name="Internal note on the ticket",
-            kind=Destination.Kind.SQL_WRITEBACK,
+            kind=Destination.Kind.WRITEBACK,
             connector=w.crm_connector,
             table="ticket_notes",
             config={"subject_column": "ticket_id", "text_column": "body"},
