@@ -190,6 +190,8 @@ DOORSTEP_DEMO_DIR = VAR_DIR / "demo"
 DOORSTEP_DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 # Outbound HTTP (webhooks) to these hosts is allowed even when they resolve to private ranges.
 DOORSTEP_OUTBOUND_ALLOWLIST = env.list("DOORSTEP_OUTBOUND_ALLOWLIST", default=[])
+# Where people reach Doorstep: links in notifications, BI rows and widget snippets are built from it.
+DOORSTEP_BASE_URL = env.str("DOORSTEP_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 LOGGING = {
     "version": 1,
