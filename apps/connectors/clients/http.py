@@ -13,6 +13,7 @@ Two guarantees the callers rely on:
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import socket
 import time
@@ -56,17 +57,17 @@ def _allowlist() -> tuple[set[str], list[ipaddress._BaseNetwork]]:
     return hosts, networks
 
 
-def _forbidden(address: ipaddress._BaseAddress) -> bool:
+def _unmapped(address: ipaddress._BaseAddress) -> ipaddress._BaseAddress:
+    """::ffff:10.0.0.1 is 10.0.0.1: judge (and allow-list) the IPv4 address it carries."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-    )
+        return address.ipv4_mapped
+    return address
+
+
+def _forbidden(address: ipaddress._BaseAddress) -> bool:
+    # Not global: private, loopback, link-local, reserved and unspecified addresses, and also shared address
+    # space (100.64.0.0/10, where one cloud keeps its metadata service), which is_private leaves out.
+    return not address.is_global or address.is_multicast
 
 
 def resolve_checked(host: str, port: int) -> list[tuple]:
@@ -80,7 +81,7 @@ def resolve_checked(host: str, port: int) -> list[tuple]:
     if host.lower() in allowed_hosts:
         return infos
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = _unmapped(ipaddress.ip_address(info[4][0].split("%")[0]))
         if _forbidden(address) and not any(address in network for network in allowed_networks):
             raise BlockedAddress(
                 f"{host} resolves to a private address ({address}); an admin must allow-list it "
@@ -130,16 +131,25 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 
 
 class GuardedAdapter(HTTPAdapter):
+    def __init__(self, *args, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, **kwargs):
+        self.default_timeout = timeout
+        super().__init__(*args, **kwargs)
+
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
+    def send(self, request, timeout=None, **kwargs):
+        # A library that calls the session without a timeout (simple-salesforce) must not wait forever.
+        return super().send(request, timeout=self.default_timeout if timeout is None else timeout, **kwargs)
 
-def session() -> requests.Session:
-    """A requests session whose every connection goes through the SSRF guard."""
+
+def session(*, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> requests.Session:
+    """A requests session whose every connection goes through the SSRF guard. `timeout` applies to calls
+    that name none (a library calling the session itself)."""
     s = requests.Session()
     s.trust_env = False  # an environment proxy would resolve the name itself, past the guard
-    adapter = GuardedAdapter(pool_connections=4, pool_maxsize=8)
+    adapter = GuardedAdapter(pool_connections=4, pool_maxsize=8, timeout=timeout)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     return s
@@ -155,14 +165,29 @@ def retry_after_seconds(response: requests.Response, default: float = 30.0) -> f
     except ValueError:
         pass
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return default
+    if moment.tzinfo is None:  # "-0000": HTTP dates are always GMT
+        moment = moment.replace(tzinfo=dt.UTC)
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _reason(exc: Exception) -> str:
+    """The cause of a requests error without the pool and URL wrappers (urllib3's MaxRetryError.reason)."""
+    cause = exc.args[0] if exc.args else exc
+    return str(getattr(cause, "reason", cause))[:200]
 
 
 def _excerpt(response: requests.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     return text[:200] + ("…" if len(text) > 200 else "")
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the connection error
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
 def request(
@@ -174,13 +199,19 @@ def request(
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     attempts: int = 2,
     max_inline_wait: float = MAX_INLINE_WAIT,
+    idempotent: bool | None = None,
+    allow_statuses: tuple[int, ...] = (),
     **kwargs,
 ) -> requests.Response:
     """One HTTP call with the failures every connector handles alike. `system` names the remote in
     messages ("Salesforce", "the model endpoint"). Retries transient failures (connection reset, 502-504,
-    short 429s) up to `attempts` times; never retries a timeout of a non-idempotent call."""
+    short 429s) up to `attempts` times; a non-idempotent call is resent only when it never reached the
+    remote (connection refused, short 429) (by default the
+    method decides; a read sent as POST, like a search, passes idempotent=True). Statuses in
+    `allow_statuses` are returned for the caller to handle (404: no such record)."""
     kwargs.setdefault("allow_redirects", False)  # a redirect could lead past the address check of the first URL
-    idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+    if idempotent is None:
+        idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
     for attempt in range(1, attempts + 1):
         last = attempt == attempts
         try:
@@ -190,20 +221,29 @@ def request(
                 continue
             limit = timeout if isinstance(timeout, int | float) else timeout[1]
             raise ConnectorError(f"{system} did not answer within {limit:g}s") from exc
+        except requests.exceptions.SSLError as exc:
+            raise ConnectorError(
+                f"{system} at {urlparse(url).netloc}: the TLS certificate is not trusted or does not match "
+                f"({_reason(exc)}); if it is signed by a private CA, set the connector's CA bundle",
+                permanent=True,
+            ) from exc
         except requests.ConnectionError as exc:
-            if not last:
+            # A write is resent only when no connection was made: a reset after sending may have been applied.
+            if not last and (idempotent or _never_connected(exc)):
                 time.sleep(0.2 * attempt)
                 continue
             raise ConnectorError(f"Cannot reach {system} at {urlparse(url).netloc}: connection failed") from exc
         except requests.RequestException as exc:
             raise ConnectorError(f"{system}: {exc}", permanent=True) from exc
+        if response.status_code in allow_statuses:
+            return response
         if response.status_code == 429:
             wait = retry_after_seconds(response)
             if wait <= max_inline_wait and not last:
                 time.sleep(wait)
                 continue
             raise RateLimited(f"{system} is rate limiting us (429); retry after {wait:g}s", retry_after=wait)
-        if response.status_code in RETRYABLE_STATUSES and not last:
+        if response.status_code in RETRYABLE_STATUSES and idempotent and not last:
             time.sleep(0.2 * attempt)
             continue
         if response.status_code in (401, 403):
@@ -230,7 +270,12 @@ def json_body(response: requests.Response, *, system: str) -> dict | list:
     try:
         return response.json()
     except ValueError as exc:
-        content_type = response.headers.get("Content-Type", "no content type")
-        raise ConnectorError(
-            f"{system} sent a malformed response (expected JSON, got {content_type}): {_excerpt(response)}"
-        ) from exc
+        raise malformed(response, system=system) from exc
+
+
+def malformed(response: requests.Response, *, system: str) -> ConnectorError:
+    """The error for an answer that is not the JSON we expected (for callers whose library parsed it)."""
+    content_type = response.headers.get("Content-Type", "no content type")
+    return ConnectorError(
+        f"{system} sent a malformed response (expected JSON, got {content_type}): {_excerpt(response)}"
+    )
