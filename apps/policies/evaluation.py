@@ -68,7 +68,12 @@ def evaluate(
     confidence: float | None,
     freshness: str,
     cost: float,
+    quality: str = "unchecked",
+    data_gate: tuple[dict, ...] | list[dict] = (),
 ) -> Verdict:
+    """`data_gate`: findings of the data-context gate (apps.connectors.datasets.context_gate), each with a
+    name and the least effect it imposes; they count as fired rules, so stale or failing data cannot be
+    allowed by any rule set, and the decision names why."""
     started = time.perf_counter_ns()
     text = str(output.get("text", ""))
     findings = pii.scan(text)
@@ -76,6 +81,7 @@ def evaluate(
         "pii_kinds": sorted({f.kind for f in findings}),
         "pii_count": len(findings),
         "freshness": freshness,
+        "quality": quality,
         "cost": cost,
         "confidence": confidence if confidence is not None else 0.0,
     }
@@ -100,6 +106,9 @@ def evaluate(
         if matched:
             fired.append({"rule_id": rule_id, "name": name, "effect": rule_effect})
             effect = max(effect, rule_effect, key=Rule.STRENGTH.get)
+    for finding in data_gate:
+        fired.append({"rule_id": None, "name": finding["name"], "effect": finding["effect"], "gate": finding["gate"]})
+        effect = max(effect, finding["effect"], key=Rule.STRENGTH.get)
     final_output = dict(output)
     redactions = 0
     if any(f["effect"] == Rule.Effect.REDACT for f in fired) and findings:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from apps.connectors.datasets import snapshot_freshness_label
 from apps.core import clock
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
@@ -248,6 +249,7 @@ def _page_context(request, task: ReviewTask, **kwargs) -> dict:
                     "snapshot": snapshot,
                     "records": records,
                     "freshness_badge": FRESHNESS_BADGES.get(snapshot.freshness, "text-bg-secondary"),
+                    "freshness_label": snapshot_freshness_label(snapshot),
                 }
             )
     reasons = task.reasons or []
