@@ -4,10 +4,11 @@ side by side in one run:
 - POST /api/v1/recommendations (policy evaluation, events, routing; auto-approved so a delivery is enqueued)
 - POST /api/v1/recommendations/batch with 500 items
 - POST /api/stock/recommendations/ — a stock DRF ModelViewSet create on the same model (the baseline)
+- a model-endpoint call through the pipeline's model step vs the same call made directly (bench/model_overhead.py)
 
 One line per measure: `BENCH <name> value=<v><unit> baseline=<b><unit> ratio=<r> target=<t> ok|short`.
 
-Usage: .venv/bin/python bench/run.py [--concurrency 4] [--single 1500] [--batches 20] [--profile]
+Usage: .venv/bin/python bench/run.py [--concurrency 4] [--single 1500] [--batches 20] [--model-calls 300] [--profile]
 Env: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/doorstep_bench); the database is
 dropped and recreated on every run.
 """
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 os.environ["CELERY_BROKER_URL"] = "memory://"
+
+from bench import model_overhead  # noqa: E402 - needs ROOT on the path
 
 # Time budgets (seconds): a phase stops launching requests when the next one would not finish within its
 # budget, so the whole run stays under ~3 minutes even on a slow or busy machine; throughput is items / time.
@@ -313,8 +316,20 @@ def profile(key: str, churn_pk: int, n: int = 200) -> None:
 # --- report -----------------------------------------------------------------------------------------------
 
 
-def line(name: str, value: float, baseline: float, unit: str, target: str, ok: bool | None, digits: int = 1) -> None:
-    ratio = value / baseline if baseline else float("nan")
+def line(
+    name: str,
+    value: float,
+    baseline: float,
+    unit: str,
+    target: str,
+    ok: bool | None,
+    digits: int = 1,
+    *,
+    ratio: float | None = None,
+) -> None:
+    """`ratio` defaults to value / baseline; a measure whose value is a difference gives its own."""
+    if ratio is None:
+        ratio = value / baseline if baseline else float("nan")
     verdict = "" if ok is None else (" ok" if ok else " short")
     print(
         f"BENCH {name} value={value:.{digits}f}{unit} baseline={baseline:.{digits}f}{unit} "
@@ -334,6 +349,9 @@ def main() -> int:
         "--batch-concurrency", type=int, default=2, help="client threads for batches (default 2, one per worker)"
     )
     parser.add_argument("--review", type=int, default=300, help="single posts that the policy sends to review")
+    parser.add_argument(
+        "--model-calls", type=int, default=300, help="model-endpoint calls, direct and through the pipeline"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the single and stock posts in-process")
     args = parser.parse_args()
 
@@ -393,6 +411,7 @@ def main() -> int:
             stop_gunicorn(proc)
 
         queries = count_queries(key, churn_pk)
+        model_calls = model_overhead.measure(churn_pk, args.model_calls)
 
         for label, result in (("single", single), ("stock", baseline), ("review", review), ("batch", batch)):
             print(
@@ -423,6 +442,7 @@ def main() -> int:
         line("ingest_single_queries", queries["single"], queries["stock"], "", "report", None, digits=0)
         line("ingest_single_review_queries", queries["review"], queries["stock"], "", "report", None, digits=0)
         line("ingest_batch_queries_per_item", queries["batch_per_item"], queries["single"], "", "report", None)
+        model_overhead.report(model_calls, line)
 
         if args.profile:
             profile(key, churn_pk)

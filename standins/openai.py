@@ -41,14 +41,6 @@ class OpenAIStandIn(StandIn):
         super().__init__(routes, **kwargs)
         self.azure = azure
 
-    def _handler_class(self):
-        class Handler(super()._handler_class()):
-            # Headers and body leave in two writes: with Nagle on, a keep-alive client waits out its delayed
-            # ACK (~40 ms) for the body, which would swamp the latencies the overhead bench compares.
-            disable_nagle_algorithm = True
-
-        return Handler
-
     def _dispatch(self, request: Request) -> Response:
         # Auth and rate-limit faults answer as the real service does; the others (slow, malformed, unavailable)
         # are what a proxy in front of it shows, so the generic server's answers fit.

@@ -195,6 +195,7 @@ class Recommendation(models.Model):
         indexes = [
             models.Index(fields=["use_case", "-created_at"]),
             models.Index(fields=["use_case", "subject_key"]),
+            models.Index(fields=["use_case", "decided_at"]),  # the BI table's incremental export
         ]
 
     def __str__(self):

@@ -3,19 +3,17 @@
 Writes take an Actor, run in one transaction with their lifecycle events, and send tasks after commit.
 """
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
+from apps.connectors import datasets
 from apps.connectors.clients.errors import ConnectorError, ModelCallError
 from apps.connectors.clients.model_endpoints import ModelResult, call_model
-from apps.connectors.clients.sql import SqlClient
+from apps.connectors.models import Destination
 from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
 from apps.core.actors import Actor
@@ -59,48 +57,40 @@ def run_request(*, actor: Actor, use_case: UseCase, subject_key: str, trigger: s
     return run
 
 
-def _freshness(dataset, records: list[dict], now: datetime) -> tuple[datetime | None, str]:
-    """The oldest record's as-of time and whether it meets the dataset's freshness SLA."""
-    if not dataset.updated_at_field or not records:
-        return None, ContextSnapshot.Freshness.UNKNOWN
-    stamps = [
-        datetime.fromisoformat(str(r[dataset.updated_at_field])) for r in records if r.get(dataset.updated_at_field)
-    ]
-    if not stamps:
-        return None, ContextSnapshot.Freshness.UNKNOWN
-    as_of = min(stamps)
-    if dataset.freshness_sla is None:
-        return as_of, ContextSnapshot.Freshness.UNKNOWN
-    stale = now - as_of > dataset.freshness_sla
-    return as_of, ContextSnapshot.Freshness.STALE if stale else ContextSnapshot.Freshness.FRESH
-
-
 def _call_with_fallback(use_case: UseCase, records: list[dict]) -> tuple[ModelResult, object, bool, int, list[str]]:
-    """Primary endpoint with retries and backoff, then the fallback endpoint; a call over the timeout fails."""
+    """The primary endpoint, then the fallback endpoint. Each gets up to model_max_attempts calls of at most
+    model_timeout_seconds, with capped exponential backoff and jitter between them (a 429's short Retry-After
+    is honoured); a permanent error (credentials, a 4xx, configuration) or a long rate limit moves on to the
+    fallback at once. Every call's outcome goes to the endpoint's health and the call-duration metric."""
+    from apps.connectors.clients.model_endpoints import ModelRateLimited, ModelTimeout, retry_delay
+
     errors: list[str] = []
     attempts = 0
+    timeout = use_case.model_timeout_seconds
+    max_attempts = max(1, use_case.model_max_attempts)  # 0 would skip a configured endpoint without a word
     for endpoint, is_fallback in ((use_case.model_endpoint, False), (use_case.fallback_endpoint, True)):
         if endpoint is None:
             continue
-        for attempt in range(use_case.model_max_attempts):
+        for attempt in range(1, max_attempts + 1):
             attempts += 1
-            outcome = "error"
             started = time.perf_counter()
             try:
-                result = call_model(endpoint, records=records, timeout=use_case.model_timeout_seconds)
-                if result.latency_ms > use_case.model_timeout_seconds * 1000:
-                    outcome = "timeout"
-                    raise ModelCallError(f"{endpoint.name}: no answer within {use_case.model_timeout_seconds}s")
-                outcome = "ok"
-                connector_outcome_record(connector=endpoint, ok=True)
-                return result, endpoint, is_fallback, attempts, errors
+                result = call_model(endpoint, records=records, timeout=timeout)
+                if result.latency_ms > timeout * 1000:  # a local model, or a remote that trickled its answer
+                    raise ModelTimeout(f"{endpoint.name}: no answer within {timeout:g}s")
             except ModelCallError as exc:
+                outcome = {ModelTimeout: "timeout", ModelRateLimited: "rate_limited"}.get(type(exc), "error")
+                metrics.MODEL_CALL_SECONDS.labels(endpoint.name, outcome).observe(time.perf_counter() - started)
                 errors.append(str(exc))
                 connector_outcome_record(connector=endpoint, ok=False, error=str(exc))
-                if attempt + 1 < use_case.model_max_attempts:
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-            finally:
-                metrics.MODEL_CALL_SECONDS.labels(endpoint.name, outcome).observe(time.perf_counter() - started)
+                delay = retry_delay(exc, attempt) if attempt < max_attempts else None
+                if delay is None:
+                    break
+                time.sleep(delay)
+                continue
+            metrics.MODEL_CALL_SECONDS.labels(endpoint.name, "ok").observe(time.perf_counter() - started)
+            connector_outcome_record(connector=endpoint, ok=True)
+            return result, endpoint, is_fallback, attempts, errors
     raise ModelCallError("; ".join(errors) or "The use case has no model endpoint")
 
 
@@ -143,6 +133,8 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
             cost=run.cost,
             context=snapshot.records[0],
             freshness=snapshot.freshness,
+            quality=snapshot.quality,
+            data_gate=datasets.context_gate(snapshot),
             run=run,
             pipeline_events=[
                 (
@@ -152,6 +144,8 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
                         "record_ids": snapshot.record_ids,
                         "data_as_of": snapshot.data_as_of,
                         "freshness": snapshot.freshness,
+                        "quality": snapshot.quality,
+                        "values_hashed": snapshot.values_hashed,
                         "content_hash": snapshot.content_hash,
                     },
                 ),
@@ -180,41 +174,53 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
 
 
 def _run_gather_context(run: Run) -> ContextSnapshot:
-    """Step 1: read the subject's records and stamp them; a snapshot stored by an earlier attempt is reused."""
+    """Step 1: read the subject's records and stamp them (source, ids, as-of, freshness and quality verdicts);
+    a snapshot stored by an earlier attempt is reused. When the dataset keeps only the hash of the values,
+    the values live in memory for this attempt; a retry reads them again and must find the same hash."""
     dataset = run.use_case.source_dataset
     if dataset is None:
         raise ServiceError("The use case has no source dataset")
-    stored = ContextSnapshot.objects.filter(run=run, dataset=dataset).first()
-    if stored is not None:
-        return stored
-    tick = time.perf_counter()
-    client = SqlClient(dataset.connector.secrets["url"])
-    try:
-        records = client.fetch_by_key(dataset.table, dataset.key_field, run.subject_key)
-    except ConnectorError as exc:
-        connector_outcome_record(connector=dataset.connector, ok=False, error=str(exc))
-        raise
-    connector_outcome_record(connector=dataset.connector, ok=True)
-    run.step_timings["gather_context"] = round((time.perf_counter() - tick) * 1000, 2)
-    if not records:
-        raise ServiceError(f"No record with {dataset.key_field} = {run.subject_key!r} in {dataset}")
-    now = clock.now()
-    as_of, freshness = _freshness(dataset, records, now)
-    try:
-        with transaction.atomic():
-            return ContextSnapshot.objects.create(
-                run=run,
-                dataset=dataset,
-                source=f"{dataset.connector.name} / {dataset.table}",
-                record_ids=[str(r.get(dataset.key_field)) for r in records],
-                records=json.loads(json.dumps(records, default=str)),
-                content_hash=hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest(),
-                data_as_of=as_of,
-                freshness=freshness,
-                fetched_at=now,
-            )
-    except IntegrityError:  # a concurrent attempt of the same run stored it first
-        return ContextSnapshot.objects.get(run=run, dataset=dataset)
+    stored = ContextSnapshot.objects.filter(run=run, dataset=dataset).select_related("dataset").first()
+    if stored is None:
+        tick = time.perf_counter()
+        live, now = datasets.reads_live(dataset), clock.now()
+        try:
+            context = datasets.dataset_context(dataset=dataset, key=run.subject_key, now=now)
+        except ConnectorError as exc:
+            if live:
+                connector_outcome_record(connector=dataset.connector, ok=False, error=str(exc))
+            raise
+        if live:
+            connector_outcome_record(connector=dataset.connector, ok=True)
+        run.step_timings["gather_context"] = round((time.perf_counter() - tick) * 1000, 2)
+        if not context.records:
+            raise ServiceError(f"No record with {dataset.key_field} = {run.subject_key!r} in {dataset}")
+        try:
+            with transaction.atomic():
+                snapshot = ContextSnapshot.objects.create(
+                    run=run,
+                    dataset=dataset,
+                    source=f"{dataset.connector.name} / {dataset.table}",
+                    record_ids=context.record_ids,
+                    records=context.records if dataset.store_values else [],
+                    values_hashed=not dataset.store_values,
+                    content_hash=context.content_hash,
+                    data_as_of=context.data_as_of,
+                    freshness=context.freshness,
+                    freshness_sla=dataset.freshness_sla,
+                    quality=context.quality,
+                    quality_errors=context.quality_errors,
+                    fetched_at=now,
+                )
+        except IntegrityError:  # a concurrent attempt of the same run stored it first
+            stored = ContextSnapshot.objects.select_related("dataset").get(run=run, dataset=dataset)
+        else:
+            # In memory only (never saved): the model and the policy need the values of this attempt.
+            snapshot.records = context.records
+            return snapshot
+    if stored.values_hashed:
+        stored.records = datasets.snapshot_values_recover(stored, key=run.subject_key)  # in memory only
+    return stored
 
 
 def _run_call_model(run: Run, snapshot: ContextSnapshot) -> None:
@@ -257,6 +263,8 @@ class Draft:
     producer: str = "external"
     context: dict = field(default_factory=dict)
     freshness: str = ContextSnapshot.Freshness.UNKNOWN
+    quality: str = ContextSnapshot.Quality.UNCHECKED
+    data_gate: list = field(default_factory=list)  # findings of datasets.context_gate on the run's snapshot
     run: Run | None = None
     pipeline_events: list = field(default_factory=list)
 
@@ -277,7 +285,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
 
     version = policy_active_version(policy_id=use_case.policy_id) if use_case.policy_id else None
     queue = use_case.review_queue
-    destinations = list(use_case.destinations.all())
+    destinations = _per_output_destinations(use_case)
     released = Recommendation.Status.DELIVERING if destinations else Recommendation.Status.APPROVED
     use_case_vars = {"slug": use_case.slug, "risk_tier": use_case.risk_tier, "business_unit": use_case.business_unit}
     now = clock.now()
@@ -293,6 +301,8 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
             confidence=draft.confidence,
             freshness=draft.freshness,
             cost=float(draft.cost),
+            quality=draft.quality,
+            data_gate=draft.data_gate,
         )
         effect = verdict.effect
         if effect == Rule.Effect.REVIEW and queue is None:
@@ -390,10 +400,15 @@ def recommendation_release(*, recommendation: Recommendation, actor: Actor, even
         Recommendation.Status.EDITED if event_type == EventType.EDITED else Recommendation.Status.APPROVED
     )
     event_append(recommendation=recommendation, type=event_type, actor=actor, payload=payload)
-    destinations = list(recommendation.use_case.destinations.all())
+    destinations = _per_output_destinations(recommendation.use_case)
     if deliveries_schedule(recommendations=[recommendation], destinations=destinations):
         recommendation.status = Recommendation.Status.DELIVERING
     recommendation.save(update_fields=["status", "decided_at", "final_content"])
+
+
+def _per_output_destinations(use_case: UseCase) -> list[Destination]:
+    """Destinations that take each output as it is approved (a BI table is refreshed in bulk by beat)."""
+    return list(use_case.destinations.filter(kind__in=Destination.PER_OUTPUT_KINDS))
 
 
 def recommendation_reject(*, recommendation: Recommendation, actor: Actor, payload: dict) -> None:
