@@ -23,9 +23,16 @@ class Delivery(models.Model):
     )
     created_at = models.DateTimeField(default=clock.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        default=clock.now,
+        help_text="While pending: when the worker is due to try (again); the sweeper resends what is long overdue",
+    )
 
     class Meta:
         verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due")]
         constraints = [
             models.UniqueConstraint(fields=["recommendation", "destination"], name="delivery_once_per_destination")
         ]

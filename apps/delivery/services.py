@@ -1,36 +1,93 @@
-"""Delivery of approved outputs to their destinations, and feedback from the place of decision."""
+"""Delivery of approved outputs to their destinations, and feedback from the place of decision.
 
+Only what passed is delivered: an output the policy allowed, or that a reviewer approved or edited
+(apps.workflows.services schedules deliveries at exactly those two points, and `delivery_send` checks
+again before sending). Per output, each destination gets one Delivery row, sent by the worker:
+
+- write-back through the connector's client (SQL table, Salesforce Task, HubSpot note, Zendesk internal
+  comment, REST call), keyed by "dlv-<delivery id>" so a retried write never writes twice;
+- a signed webhook (apps.delivery.webhooks), whose webhook-id is that same key;
+- a notification: e-mail or a Slack-style incoming webhook (apps.delivery.notifications).
+
+BI tables get no Delivery rows: beat refreshes them in bulk (apps.delivery.bi).
+
+Retries: every attempt is counted and logged on the row (the last 20). A failed attempt is tried again
+after 30 s, doubling up to one hour between attempts; after MAX_ATTEMPTS attempts (about five hours)
+the delivery fails and shows on the failed-deliveries page, where a user may retry it. A rate-limited
+attempt (429) is tried again after the Retry-After the remote asked for; a permanent error (refused
+credentials, a refused address, a rejected payload) fails at once.
+"""
+
+import datetime as dt
 import json
+import logging
+from typing import NamedTuple
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
+from apps.connectors.clients.base import WriteRequest
 from apps.connectors.clients.errors import ConnectorError
-from apps.connectors.clients.sql import SqlClient
-from apps.connectors.models import Destination
+from apps.connectors.clients.http import RateLimited
+from apps.connectors.clients.registry import client_for
+from apps.connectors.models import Connector, Destination
 from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
 from apps.core.actors import Actor
-from apps.core.exceptions import PermissionDenied, ServiceError
-from apps.core.permissions import restrict
+from apps.core.exceptions import Conflict, PermissionDenied, ServiceError
+from apps.core.permissions import has_object_permission, restrict
 from apps.core.tasks import send_after_commit
 from apps.workflows.events import event_append
 from apps.workflows.models import FEEDBACK_EVENT_TYPES, Recommendation, RecommendationEvent, UseCase
 
-from . import webhooks
+from . import notifications, webhooks
 from .models import Delivery
 
-MAX_ATTEMPTS = 8
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+FIRST_RETRY_SECONDS = 30
+MAX_RETRY_SECONDS = 3600  # below the broker's visibility timeout (4 h), so a waiting retry is not redelivered
+ATTEMPT_LOG_SIZE = 20
+EXCERPT = 500
+
+# An output in one of these states passed the policy or a reviewer; DELIVERING and later keep that.
+PASSED_STATUSES = (
+    Recommendation.Status.APPROVED,
+    Recommendation.Status.EDITED,
+    Recommendation.Status.DELIVERING,
+    Recommendation.Status.DELIVERED,
+    Recommendation.Status.DELIVERY_FAILED,
+)
+APPROVAL_EVENTS = (RecommendationEvent.Type.APPROVED, RecommendationEvent.Type.EDITED)
+
+
+class Outcome(NamedTuple):
+    external_id: str
+    status: int | None  # the HTTP status, for destinations that speak HTTP
+    response: str
+
+
+def retry_delay(attempts: int, error: ConnectorError | None = None) -> float:
+    """Seconds before the next attempt, after `attempts` attempts: 30 s, 1, 2, 4, 8, 16, 32 min, then
+    hourly, so MAX_ATTEMPTS attempts span about five hours. A 429 waits what the remote asked for."""
+    if isinstance(error, RateLimited):
+        return min(max(error.retry_after, 1.0), MAX_RETRY_SECONDS)
+    return float(min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS))
 
 
 def deliveries_schedule(
     *, recommendations: list[Recommendation], destinations: list[Destination], new: bool = False
 ) -> list[Delivery]:
-    """One Delivery per recommendation and destination (of their one use case), sent by the worker after
-    commit; never twice (unique per recommendation and destination, existing rows are skipped). `new`:
-    the recommendations were created in this transaction, so none can have a delivery yet."""
+    """One Delivery per recommendation and per-output destination (of their one use case), sent by the
+    worker after commit; never twice (unique per recommendation and destination, existing rows are
+    skipped). BI tables are skipped: beat exports them. `new`: the recommendations were created in this
+    transaction, so none can have a delivery yet. Callers pass only outputs that passed."""
     from .tasks import deliveries_dispatch_task
 
-    if not destinations:
+    destinations = [d for d in destinations if d.kind in Destination.PER_OUTPUT_KINDS]
+    if not destinations or not recommendations:
         return []
     existing = set()
     if not new:
@@ -47,109 +104,279 @@ def deliveries_schedule(
     ]
     Delivery.objects.bulk_create(deliveries)
     if deliveries:
-        ids = [delivery.pk for delivery in deliveries]
-        send_after_commit(deliveries_dispatch_task, ids)
+        send_after_commit(deliveries_dispatch_task, [delivery.pk for delivery in deliveries])
     return deliveries
 
 
-def _writeback(delivery: Delivery, destination: Destination) -> str:
-    recommendation = delivery.recommendation
-    columns = destination.config
-    row = {
-        columns.get("subject_column", "subject_key"): recommendation.subject_key,
-        columns.get("text_column", "body"): recommendation.text,
-        "created_by": f"doorstep:{recommendation.use_case.slug}",
-        "doorstep_delivery_id": f"dlv-{delivery.pk}",
-        "created_at": clock.now().isoformat(),
-    }
-    if columns.get("title_column"):
-        row[columns["title_column"]] = f"{recommendation.use_case.name}: {recommendation.subject_key}"
-    client = SqlClient(destination.connector.secrets["url"])
-    return client.insert_once(destination.table, row, unique_column="doorstep_delivery_id")
+# --- sending ---------------------------------------------------------------------------------------------
 
 
-def _webhook(delivery: Delivery, destination: Destination) -> str:
+def _content(recommendation: Recommendation):
+    return recommendation.final_content if recommendation.final_content is not None else recommendation.content
+
+
+def _writeback(delivery: Delivery, destination: Destination) -> Outcome:
     recommendation = delivery.recommendation
-    msg_id = f"dlv-{delivery.pk}"
-    body = json.dumps(
-        {
-            "type": "recommendation.approved",
+    use_case = recommendation.use_case
+    request = WriteRequest(
+        idempotency_key=f"dlv-{delivery.pk}",
+        subject_key=recommendation.subject_key,
+        title=f"{use_case.name}: {recommendation.subject_key}",
+        text=recommendation.text,
+        target={"table": destination.table, **(destination.config or {})},
+        payload={
+            "recommendation_id": recommendation.pk,
+            "use_case": use_case.slug,
+            "content": _content(recommendation),
+            "proposed_action": recommendation.proposed_action,
+            "policy_version": str(recommendation.policy_version) if recommendation.policy_version_id else None,
+        },
+    )
+    client = client_for(destination.connector)
+    external_id = str(client.write(request))
+    return Outcome(external_id, None, f"{client.system} created {external_id}")
+
+
+def webhook_body(delivery: Delivery) -> bytes:
+    """The event a webhook receiver gets (Standard Webhooks envelope: type, timestamp, data)."""
+    recommendation = delivery.recommendation
+    body = {
+        "type": "recommendation.approved",
+        "timestamp": recommendation.decided_at,
+        "data": {
+            "delivery_id": delivery.pk,
             "recommendation_id": recommendation.pk,
             "use_case": recommendation.use_case.slug,
             "subject": recommendation.subject_key,
-            "content": recommendation.final_content or recommendation.content,
+            "status": recommendation.status,
+            "text": recommendation.text,
+            "content": _content(recommendation),
             "proposed_action": recommendation.proposed_action,
+            "policy_version": str(recommendation.policy_version) if recommendation.policy_version_id else None,
+            "trace_url": notifications.trace_url(recommendation),
         },
-        default=str,
-    ).encode()
-    secrets = destination.connector.secrets
-    webhooks.send(url=destination.connector.config["url"], secret=secrets["signing_secret"], msg_id=msg_id, body=body)
-    return msg_id
+    }
+    return json.dumps(body, cls=DjangoJSONEncoder).encode()
+
+
+def _webhook(delivery: Delivery, destination: Destination) -> Outcome:
+    connector = destination.connector
+    url, secret = (connector.config or {}).get("url", ""), connector.secrets.get("signing_secret", "")
+    if not url or not secret:
+        raise ConnectorError("The webhook connector needs a receiver URL and a signing secret", permanent=True)
+    msg_id = f"dlv-{delivery.pk}"
+    response = webhooks.send(url=url, secret=secret, msg_id=msg_id, body=webhook_body(delivery))
+    return Outcome(msg_id, response.status_code, response.text[:EXCERPT])
+
+
+def _notify(delivery: Delivery, destination: Destination) -> Outcome:
+    connector = destination.connector
+    message = notifications.message_for(delivery.recommendation)
+    if connector.kind == Connector.Kind.EMAIL:
+        msg_id = f"dlv-{delivery.pk}"
+        answer = notifications.email_send(connector=connector, message=message, message_id=msg_id)
+        return Outcome(msg_id, None, answer)
+    if connector.kind == Connector.Kind.SLACK:
+        response = notifications.slack_send(connector=connector, message=message)
+        return Outcome(f"dlv-{delivery.pk}", response.status_code, response.text[:EXCERPT])
+    raise ConnectorError(f"A {connector.get_kind_display()} connector cannot send notifications", permanent=True)
+
+
+def _send(delivery: Delivery) -> Outcome:
+    destination = delivery.destination
+    match destination.kind:
+        case Destination.Kind.WRITEBACK:
+            return _writeback(delivery, destination)
+        case Destination.Kind.WEBHOOK:
+            return _webhook(delivery, destination)
+        case Destination.Kind.NOTIFY:
+            return _notify(delivery, destination)
+    raise ConnectorError(
+        f"{destination.get_kind_display()} destinations are not sent one output at a time", permanent=True
+    )
+
+
+def _refusal(recommendation: Recommendation) -> str:
+    """Why this output must not leave, or "" when it passed (its state and its trail both say so)."""
+    if recommendation.status not in PASSED_STATUSES:
+        return (
+            f"Not sent: the output is {recommendation.get_status_display().lower()}; only outputs the policy "
+            "allowed or a reviewer approved are delivered."
+        )
+    if not recommendation.events.filter(type__in=APPROVAL_EVENTS).exists():
+        return "Not sent: the output's trail records no approval (by the policy or a reviewer)."
+    return ""
+
+
+def _entry(*, ok: bool, status: int | None = None, response: str = "", error: str = "") -> dict:
+    entry = {"at": clock.now().isoformat(), "ok": ok, "status": status}
+    if ok:
+        entry["response"] = response[:EXCERPT]
+    else:
+        entry["error"] = error[:EXCERPT]
+    return entry
+
+
+def _log(delivery: Delivery, entry: dict) -> None:
+    delivery.attempt_log = [*(delivery.attempt_log or []), entry][-ATTEMPT_LOG_SIZE:]
 
 
 def delivery_send(*, delivery_id: int) -> Delivery:
-    """Hand one approved output to its destination. Idempotent: a delivered row is not sent again and
-    the external write is keyed by the delivery id. Raises ConnectorError for the task to retry."""
-    delivery = Delivery.objects.select_related("destination__connector", "recommendation__use_case").get(pk=delivery_id)
-    if delivery.status == Delivery.Status.SUCCEEDED:
+    """Make one attempt to hand an approved output to its destination, and record it on the row.
+
+    Returns the delivery: SUCCEEDED; PENDING with `next_attempt_at` when another attempt is due (the
+    task retries then); or FAILED (a permanent error, attempts exhausted, or an output that did not pass
+    — never sent). Idempotent: a finished delivery is not sent again, and the remote write is keyed by
+    the delivery id. A system action: permissions were checked when the output was approved."""
+    delivery = Delivery.objects.select_related(
+        "destination__connector", "recommendation__use_case", "recommendation__policy_version__policy"
+    ).get(pk=delivery_id)
+    if delivery.status != Delivery.Status.PENDING:
         return delivery
+    refusal = _refusal(delivery.recommendation)
+    if refusal:
+        logger.warning("delivery %s refused: %s", delivery.pk, refusal)
+        return _finish_failed(delivery.pk, error=refusal, log=_entry(ok=False, error=refusal), event=False)
+    # Counted before the call: an attempt that dies with its worker still used one.
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1, next_attempt_at=clock.now())
     destination = delivery.destination
-    Delivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts + 1)
     try:
-        if destination.kind == Destination.Kind.WRITEBACK:
-            external_id = _writeback(delivery, destination)
-        else:
-            external_id = _webhook(delivery, destination)
+        outcome = _send(delivery)
     except ConnectorError as exc:
-        Delivery.objects.filter(pk=delivery.pk).update(last_error=str(exc))
-        connector_outcome_record(connector=destination.connector, ok=False, error=str(exc))
-        metrics.DELIVERIES_TOTAL.labels(destination.kind, "error").inc()
-        raise
-    connector_outcome_record(connector=destination.connector, ok=True)
-    actor = Actor.for_system("delivery_send")
+        error = exc
+    except Exception as exc:  # noqa: BLE001 - a bug in a sender must not leave the delivery pending for ever
+        logger.exception("delivery %s: unexpected error", delivery.pk)
+        error = ConnectorError(f"Unexpected error: {type(exc).__name__}: {exc}")
+    else:
+        connector_outcome_record(connector=destination.connector, ok=True)
+        metrics.DELIVERIES_TOTAL.labels(destination.kind, "ok").inc()
+        return _succeeded(delivery.pk, outcome)
+    connector_outcome_record(connector=destination.connector, ok=False, error=str(error))
+    metrics.DELIVERIES_TOTAL.labels(destination.kind, "error").inc()
+    return _attempt_failed(delivery.pk, error)
+
+
+def _succeeded(delivery_id: int, outcome: Outcome) -> Delivery:
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        delivery = Delivery.objects.select_for_update().select_related("destination").get(pk=delivery_id)
         if delivery.status == Delivery.Status.SUCCEEDED:
             return delivery
         delivery.status = Delivery.Status.SUCCEEDED
-        delivery.external_id = external_id
-        delivery.delivered_at = clock.now()
+        delivery.external_id = outcome.external_id[:120]
+        delivery.last_response = outcome.response
         delivery.last_error = ""
+        delivery.delivered_at = clock.now()
+        delivery.next_attempt_at = None
+        _log(delivery, _entry(ok=True, status=outcome.status, response=outcome.response))
         delivery.save()
         recommendation = Recommendation.objects.select_for_update().get(pk=delivery.recommendation_id)
         event_append(
             recommendation=recommendation,
             type=RecommendationEvent.Type.DELIVERED,
-            actor=actor,
-            payload={"destination": destination.name, "external_id": external_id, "attempts": delivery.attempts},
+            actor=Actor.for_system("delivery_send"),
+            payload={
+                "destination": delivery.destination.name,
+                "external_id": delivery.external_id,
+                "attempts": delivery.attempts,
+            },
         )
         if not recommendation.deliveries.exclude(status=Delivery.Status.SUCCEEDED).exists():
             recommendation.status = Recommendation.Status.DELIVERED
             recommendation.delivered_at = delivery.delivered_at
             recommendation.save(update_fields=["status", "delivered_at"])
-    metrics.DELIVERIES_TOTAL.labels(destination.kind, "ok").inc()
+    return delivery
+
+
+def _attempt_failed(delivery_id: int, error: ConnectorError) -> Delivery:
+    entry = _entry(ok=False, status=429 if isinstance(error, RateLimited) else None, error=str(error))
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.status != Delivery.Status.PENDING:
+            return delivery  # finished by another attempt meanwhile
+        if error.permanent or delivery.attempts >= MAX_ATTEMPTS:
+            return _finish_failed(delivery.pk, error=str(error), log=entry)
+        _log(delivery, entry)
+        delivery.last_error = str(error)
+        delivery.next_attempt_at = clock.now() + dt.timedelta(seconds=retry_delay(delivery.attempts, error))
+        delivery.save(update_fields=["attempt_log", "last_error", "next_attempt_at"])
     return delivery
 
 
 @transaction.atomic
-def delivery_give_up(*, delivery_id: int, error: str) -> None:
-    """Retries exhausted: the failure is recorded on the output's trail."""
-    delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
-    if delivery.status == Delivery.Status.SUCCEEDED:
-        return
+def _finish_failed(delivery_id: int, *, error: str, log: dict | None = None, event: bool = True) -> Delivery:
+    """The delivery failed for good: it shows on the failed-deliveries page. `event`: the failure goes on
+    the output's trail too (not for an output that never passed: its trail already says why)."""
+    delivery = Delivery.objects.select_for_update().select_related("destination").get(pk=delivery_id)
+    if delivery.status != Delivery.Status.PENDING:
+        return delivery
     delivery.status = Delivery.Status.FAILED
     delivery.last_error = error
+    delivery.next_attempt_at = None
+    if log is not None:
+        _log(delivery, log)
     delivery.save()
-    recommendation = Recommendation.objects.select_for_update().get(pk=delivery.recommendation_id)
-    recommendation.status = Recommendation.Status.DELIVERY_FAILED
-    recommendation.save(update_fields=["status"])
-    event_append(
-        recommendation=recommendation,
-        type=RecommendationEvent.Type.DELIVERY_FAILED,
-        actor=Actor.for_system("delivery_send"),
-        payload={"destination": delivery.destination.name, "error": error, "attempts": delivery.attempts},
-    )
+    if event:
+        recommendation = Recommendation.objects.select_for_update().get(pk=delivery.recommendation_id)
+        recommendation.status = Recommendation.Status.DELIVERY_FAILED
+        recommendation.save(update_fields=["status"])
+        event_append(
+            recommendation=recommendation,
+            type=RecommendationEvent.Type.DELIVERY_FAILED,
+            actor=Actor.for_system("delivery_send"),
+            payload={"destination": delivery.destination.name, "error": error, "attempts": delivery.attempts},
+        )
+    return delivery
 
+
+def delivery_give_up(*, delivery_id: int, error: str) -> None:
+    """Retries exhausted outside delivery_send's own count (the task's cap): record the failure."""
+    _finish_failed(delivery_id, error=error)
+
+
+def delivery_retry(*, actor: Actor, delivery: Delivery) -> Delivery:
+    """Send a failed delivery again: back to pending with a fresh round of MAX_ATTEMPTS attempts, a
+    `delivery_retried` event by the acting user on the output's trail, the task sent after commit.
+    Needs run_usecase on the output's use case: the same power as submitting outputs for delivery."""
+    from .tasks import delivery_send_task
+
+    use_case = UseCase.objects.get(pk=delivery.recommendation.use_case_id)
+    if not has_object_permission(actor.user, "run_usecase", use_case):
+        raise PermissionDenied("You may not retry deliveries of this use case (it needs run permission).")
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().select_related("destination").get(pk=delivery.pk)
+        if delivery.status != Delivery.Status.FAILED:
+            raise Conflict(
+                f"Only a failed delivery can be retried; this one is {delivery.get_status_display().lower()}.",
+                code="not_failed",
+            )
+        previous_attempts, previous_error = delivery.attempts, delivery.last_error
+        delivery.status = Delivery.Status.PENDING
+        delivery.attempts = 0
+        delivery.next_attempt_at = clock.now()
+        delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
+        recommendation = Recommendation.objects.select_for_update().get(pk=delivery.recommendation_id)
+        if (
+            recommendation.status == Recommendation.Status.DELIVERY_FAILED
+            and not recommendation.deliveries.filter(status=Delivery.Status.FAILED).exists()
+        ):
+            recommendation.status = Recommendation.Status.DELIVERING
+            recommendation.save(update_fields=["status"])
+        event_append(
+            recommendation=recommendation,
+            type=RecommendationEvent.Type.DELIVERY_RETRIED,
+            actor=actor,
+            payload={
+                "destination": delivery.destination.name,
+                "delivery": delivery.pk,
+                "previous_attempts": previous_attempts,
+                "previous_error": previous_error,
+            },
+        )
+        send_after_commit(delivery_send_task, delivery.pk)
+    return delivery
+
+
+# --- feedback --------------------------------------------------------------------------------------------
 
 FEEDBACK_TYPES = {t.value: t for t in FEEDBACK_EVENT_TYPES} | {
     "edited": RecommendationEvent.Type.FEEDBACK_EDITED,

@@ -1,15 +1,17 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.core.actors import Actor
 from apps.core.api import BatchResultSerializer
-from apps.core.exceptions import ServiceError
-from apps.delivery import services
+from apps.core.exceptions import NotFound, ServiceError
+from apps.delivery import selectors, services
+from apps.delivery.models import Delivery
 from apps.permissions.models import ApiKey
 
-from .serializers import FeedbackBatchSerializer, FeedbackEventSerializer
+from .serializers import DeliverySerializer, FeedbackBatchSerializer, FeedbackEventSerializer
 
 
 class FeedbackView(GenericAPIView):
@@ -70,3 +72,44 @@ class FeedbackView(GenericAPIView):
         else:
             code = status.HTTP_207_MULTI_STATUS
         return Response({"accepted": len(events) - failed, "failed": failed, "results": results}, status=code)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", str, enum=Delivery.Status.values, description="failed: the deliveries that gave up")
+    ]
+)
+class DeliveryListView(generics.ListAPIView):
+    """Deliveries of outputs of use cases the caller may view, newest first, cursor-paginated."""
+
+    required_scope = ApiKey.Scope.READ
+    serializer_class = DeliverySerializer
+
+    def get_queryset(self):
+        deliveries = selectors.delivery_list(user=self.request.user).select_related(
+            "destination", "recommendation__use_case"
+        )
+        wanted = self.request.query_params.get("status")
+        if wanted is not None:
+            if wanted not in Delivery.Status.values:
+                raise ServiceError(
+                    f"Unknown status {wanted!r}; use one of {', '.join(Delivery.Status.values)}.", field="status"
+                )
+            deliveries = deliveries.filter(status=wanted)
+        return deliveries
+
+
+class DeliveryRetryView(APIView):
+    """Send a failed delivery again (needs run permission on its use case, like the page's Retry button)."""
+
+    required_scope = ApiKey.Scope.RECOMMENDATIONS_WRITE
+
+    @extend_schema(request=None, responses=DeliverySerializer)
+    def post(self, request, pk: int):
+        try:
+            delivery = selectors.delivery_get(user=request.user, pk=pk)
+        except Delivery.DoesNotExist:
+            raise NotFound("No such delivery, or you may not see it.") from None
+        delivery = services.delivery_retry(actor=Actor.from_request(request), delivery=delivery)
+        delivery.refresh_from_db()
+        return Response(DeliverySerializer(delivery).data)
