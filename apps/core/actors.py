@@ -13,6 +13,8 @@ class Actor:
     def label(self) -> str:
         if self.api_key is not None:
             return f"api-key:{self.api_key.name} ({self.user.get_username()})"
+        if self.user is not None and self.system:
+            return f"system:{self.system} ({self.user.get_username()})"
         if self.user is not None:
             return self.user.get_username()
         return f"system:{self.system or 'task'}"
