@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.workflows.api.urls")),
     path("", include("apps.reviews.api.urls")),
     path("", include("apps.delivery.api.urls")),
+    path("", include("apps.widget.api.urls")),
 ]
 
 urlpatterns = [
@@ -26,8 +27,11 @@ urlpatterns = [
     path("use-cases/", include("apps.workflows.urls")),
     path("policies/", include("apps.policies.urls")),
     path("connectors/", include("apps.connectors.urls")),
+    path("alerts/", include("apps.monitoring.urls")),
     path("roi/", include("apps.reporting.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("deliveries/", include("apps.delivery.urls")),
+    path("widget/", include("apps.widget.urls")),
     path("admin/", admin.site.urls),
 ]
 

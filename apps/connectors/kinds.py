@@ -76,6 +76,8 @@ KINDS: dict[str, dict[str, tuple[Setting, ...]]] = {
             Setting("base_url", "Base URL", "e.g. https://api.openai.com/v1 or http://localhost:11434/v1", kind="url"),
             Setting("model", "Model", "e.g. gpt-4o-mini, llama3.1"),
             Setting("api_style", "API style", choices=("openai", "azure"), required=False),
+            Setting("api_version", "API version (Azure)", "e.g. 2024-06-01", required=False),
+            Setting("logprobs", "Ask for logprobs", "Confidence from token log-probabilities", False, kind="bool"),
             Setting("system_prompt", "System prompt", required=False),
             Setting("prompt_template", "Prompt template", "Python format string over the record's fields", False),
             Setting("temperature", "Temperature", required=False, kind="decimal"),

@@ -5,6 +5,8 @@ from django.db.models import F
 
 from apps.core import clock
 from apps.core.actors import Actor
+from apps.core.exceptions import PermissionDenied
+from apps.core.permissions import has_object_permission
 
 from .models import Alert
 
@@ -42,3 +44,42 @@ def alert_resolve(*, key: str, actor: Actor, reason: str) -> int:
             alert.save()
             resolved += 1
     return resolved
+
+
+def alert_may_act(user, alert: Alert) -> bool:
+    """Who may acknowledge or resolve an alert: whoever may change what it is about (the connector or the use
+    case); an alert about neither is an admin's."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    if alert.connector_id and has_object_permission(user, "change_connector", alert.connector):
+        return True
+    return bool(alert.use_case_id and has_object_permission(user, "change_usecase", alert.use_case))
+
+
+def alert_acknowledge(*, actor: Actor, alert: Alert) -> Alert:
+    """Someone is on it: an open alert becomes acknowledged (who and when in its history); an acknowledged or
+    resolved one is left as it is. Needs alert_may_act."""
+    if not alert_may_act(actor.user, alert):
+        raise PermissionDenied("You may not acknowledge this alert.")
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert.pk)
+        if alert.status != Alert.Status.OPEN:
+            return alert
+        alert.status = Alert.Status.ACKNOWLEDGED
+        alert.acknowledged_by = actor.user
+        alert._history_user = actor.history_user
+        alert._change_reason = "Acknowledged"
+        alert.save()
+    return alert
+
+
+def alert_close(*, actor: Actor, alert: Alert, reason: str = "Resolved by hand") -> Alert:
+    """Resolve an alert from the alerts page (alert_resolve, with a permission check). Needs alert_may_act.
+    If the trouble comes back, the job that saw it raises a new alert."""
+    if not alert_may_act(actor.user, alert):
+        raise PermissionDenied("You may not resolve this alert.")
+    alert_resolve(key=alert.key, actor=actor, reason=reason)
+    alert.refresh_from_db()
+    return alert

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.reporting",
     "apps.audit",
     "apps.monitoring",
+    "apps.widget",
 ]
 
 MIDDLEWARE = [
@@ -182,14 +183,20 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-roi-rollups": {"task": "apps.reporting.tasks.rollup_refresh_task", "schedule": 300.0},
     "send-lost-deliveries": {"task": "apps.delivery.tasks.deliveries_sweep_task", "schedule": 120.0},
     "start-lost-runs": {"task": "apps.workflows.tasks.runs_sweep_task", "schedule": 120.0},
+    "sync-cached-datasets": {"task": "apps.connectors.tasks.datasets_sync_due_task", "schedule": 60.0},
+    "refresh-bi-tables": {"task": "apps.delivery.tasks.bi_tables_refresh_task", "schedule": 300.0},
 }
 
 # Secrets at rest: MultiFernet keys, newest first, comma-separated.
 DOORSTEP_ENCRYPTION_KEYS = env.list("DOORSTEP_ENCRYPTION_KEYS", default=[])
 DOORSTEP_DEMO_DIR = VAR_DIR / "demo"
 DOORSTEP_DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
+# The port of the demo's outside-system stand-ins (`python -m standins`, started by `make run`); unset: none.
+DOORSTEP_DEMO_STANDINS_PORT = env.int("DOORSTEP_STANDINS_PORT", default=None)
 # Outbound HTTP (webhooks) to these hosts is allowed even when they resolve to private ranges.
 DOORSTEP_OUTBOUND_ALLOWLIST = env.list("DOORSTEP_OUTBOUND_ALLOWLIST", default=[])
+# Model files and CA bundles a connector may name must lie inside these folders (a model file is unpickled).
+DOORSTEP_FILE_DIRS = env.list("DOORSTEP_FILE_DIRS", default=[str(VAR_DIR)])
 # Where people reach Doorstep: links in notifications, BI rows and widget snippets are built from it.
 DOORSTEP_BASE_URL = env.str("DOORSTEP_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 

@@ -16,3 +16,6 @@ ALLOWED_HOSTS = ["*"]
 
 # Static files come from the finders in tests (no collectstatic), so whitenoise has no root to scan.
 STATIC_ROOT = None
+
+# Tests keep their model files and CA bundles in pytest's temporary folders.
+DOORSTEP_FILE_DIRS = [*DOORSTEP_FILE_DIRS, __import__("tempfile").gettempdir()]  # noqa: F405
