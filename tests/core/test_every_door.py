@@ -6,7 +6,7 @@ import pytest
 
 from tests.routes import url_patterns
 
-PUBLIC = {"healthz", "readyz", "metrics", "login", "api-schema", "api-docs"}
+PUBLIC = {"healthz", "readyz", "metrics", "login", "api-schema", "api-docs", "widget:show"}
 SAMPLE_ARGS = {"int": "999999", "slug": "no-such-thing", "str": "no-such-thing", "path": "no-such-thing"}
 
 

@@ -11,6 +11,12 @@ from apps.workflows.models import Recommendation, RecommendationEvent, Run
 from tests.routes import url_patterns
 
 
+def _alert(world):
+    from apps.monitoring.services import alert_raise
+
+    return alert_raise(key="no-grants", kind="test", title="Sync failed", connector=world.crm_connector)
+
+
 def _objects(world, recommendation, run, key):
     task = recommendation.review_task
     return {
@@ -27,13 +33,37 @@ def _objects(world, recommendation, run, key):
         "policies:policy-version-review": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
         "policies:rule-test": {"pk": world.churn_policy.pk},
         "connectors:connector-test": {"pk": world.crm_connector.pk},
+        "connectors:connector-detail": {"pk": world.crm_connector.pk},
+        "connectors:connector-edit": {"pk": world.crm_connector.pk},
+        "connectors:connector-browse": {"pk": world.crm_connector.pk},
+        "connectors:connector-access": {"pk": world.crm_connector.pk},
+        "connectors:dataset-create": {"pk": world.crm_connector.pk},
+        "connectors:dataset-detail": {"pk": world.crm_connector.pk, "dataset_pk": world.accounts.pk},
+        "connectors:dataset-sync": {"pk": world.crm_connector.pk, "dataset_pk": world.accounts.pk},
+        "connectors:dataset-upload": {"pk": world.crm_connector.pk, "dataset_pk": world.accounts.pk},
+        "connectors:destination-create": {"pk": world.crm_connector.pk},
+        "connectors:destination-detail": {"pk": world.crm_connector.pk, "destination_pk": world.crm_tasks.pk},
+        # An alert about the CRM connector (the outsider may neither see nor act on it).
+        "monitoring:alert-acknowledge": {"pk": _alert(world).pk},
+        "monitoring:alert-resolve": {"pk": _alert(world).pk},
         "connectors:api-key-revoke": {"pk": key.pk},
         "audit:trace": {"pk": recommendation.pk},
+        # A delivery row of the queued output (one the guard in delivery_send would refuse to send).
+        "delivery:delivery-retry": {"pk": recommendation.deliveries.get_or_create(destination=world.crm_tasks)[0].pk},
+        "api-delivery-retry": {"pk": recommendation.deliveries.get_or_create(destination=world.crm_tasks)[0].pk},
+        "widget:embed-panel": {"slug": world.churn.slug},
+        "widget:embed-origins": {"slug": world.churn.slug},
+        "api-widget-token-create": {"slug": world.churn.slug},
     }
 
 
+# Authenticated by a signed link, not by the user's grants: tests/widget covers forged, expired, withdrawn
+# and other-subject links.
+SIGNED_LINKS = {"widget:show"}
+
+
 def test_every_object_url_is_covered(world, queued_recommendation):
-    named = {name for name, route in url_patterns() if "<" in route}
+    named = {name for name, route in url_patterns() if "<" in route} - SIGNED_LINKS
     run = Run.objects.create(use_case=world.churn, subject_key="ACC-0001", trigger="api")
     key, _ = api_key_create(actor=Actor(user=world.integrator), user=world.integrator, name="k")
     assert named == set(_objects(world, queued_recommendation(), run, key))
