@@ -28,6 +28,8 @@ node_modules/.installed: package-lock.json
 
 install: $(VENV)/.installed node_modules/.installed
 
+# The demo's outside systems (Salesforce, HubSpot, Zendesk, a REST portal, an LLM) are local stand-ins on
+# DOORSTEP_STANDINS_PORT (8025, +1, +2), allow-listed for outbound calls; the demo connects to them.
 # The worker and beat run in the background, gunicorn beside them; when any one of them stops, or on
 # Ctrl-C/TERM, the trap stops the others (KILL after 10 s: the filesystem broker can hang a warm shutdown),
 # so no orphan keeps consuming the broker. Every process shares
@@ -35,6 +37,8 @@ install: $(VENV)/.installed node_modules/.installed
 run: install
 	@set -euo pipefail; \
 	var_dir="$${DOORSTEP_VAR_DIR:-var}"; \
+	export DOORSTEP_STANDINS_PORT="$${DOORSTEP_STANDINS_PORT:-8025}"; \
+	export DOORSTEP_OUTBOUND_ALLOWLIST="$${DOORSTEP_OUTBOUND_ALLOWLIST:-127.0.0.1}"; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py load_demo --if-empty; \
 	$(PY) manage.py collectstatic --noinput -v0; \
@@ -55,6 +59,8 @@ run: install
 	trap cleanup EXIT; \
 	trap 'exit 130' INT; \
 	trap 'exit 143' TERM; \
+	$(PY) -m standins --port "$$DOORSTEP_STANDINS_PORT" --tls-dir "$$var_dir/standins-tls" \
+		--mirror "$$var_dir/demo/sources.sqlite3" >/dev/null & pids="$$pids $$!"; \
 	$(VENV)/bin/celery -A config worker -l info --concurrency 2 & pids="$$pids $$!"; \
 	$(VENV)/bin/celery -A config beat -l info & pids="$$pids $$!"; \
 	$(VENV)/bin/gunicorn config.wsgi -c config/gunicorn.py -b 127.0.0.1:$${PORT:-8000} -w 2 --access-logfile - & \

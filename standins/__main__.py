@@ -1,16 +1,16 @@
 """Serve the demo's outside systems on loopback until interrupted:
 
-    python -m standins --port 8025 [--tls-port 8026] [--tls-dir var/standins-tls]
+    python -m standins --port 8025 [--tls-dir var/standins-tls] [--mirror var/demo/source.sqlite3]
 
-- HubSpot (/crm/v3, /account-info/v3), Zendesk (/api/v2) and the generic REST portal (/portal) share the
-  plain-HTTP --port; their paths do not collide.
-- Salesforce listens with TLS on --tls-port (default: --port + 1), since simple-salesforce only speaks
-  https. Its certificate is self-signed; --tls-dir keeps it (cert.pem, key.pem) across runs, so the CA
-  bundle path given to the connector stays valid.
+- HubSpot (/crm/v3, /account-info/v3), Zendesk (/api/v2) and the generic REST portal (/portal) share
+  --port; their paths do not collide.
+- Salesforce listens with TLS on --port + 1, since simple-salesforce only speaks https. Its certificate is
+  self-signed; --tls-dir keeps it (cert.pem, key.pem) across runs, so the CA bundle path given to the
+  connector stays valid.
+- An OpenAI-compatible chat endpoint listens on --port + 2 (/v1/chat/completions).
 
-Their data are the recorded bodies in standins/recordings/: accounts ACC-0001…ACC-0005 (Salesforce
-AccountNumber, HubSpot company property account_id, portal customer id) and tickets TCK-0001…TCK-0005
-(Zendesk external_id, ticket ids 1…5), the keys of the demo CRM (apps/workflows/demo/sources.py).
+Their data are the recorded bodies in standins/recordings/ (accounts ACC-0001…ACC-0005, tickets
+TCK-0001…TCK-0005) plus, with --mirror, every account and ticket of the demo company's CRM file.
 
 The first line on stdout is JSON: per kind, the Connector `config` and `secrets` (names as in
 apps/connectors/kinds.py) that reach these stand-ins, plus `ca_file`. Doorstep must allow-list 127.0.0.1
@@ -24,76 +24,29 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
-from . import hubspot, rest, salesforce, zendesk
-from .server import StandIn
+from .demo import Ports, connection_settings, serve
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m standins", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8025, help="plain HTTP: HubSpot, Zendesk, REST (8025)")
-    parser.add_argument("--tls-port", type=int, help="HTTPS: Salesforce (default: --port + 1)")
+    parser.add_argument("--port", type=int, default=8025, help="plain HTTP; Salesforce +1, the LLM +2 (8025)")
     parser.add_argument("--tls-dir", help="keep the TLS certificate here and reuse it")
+    parser.add_argument("--mirror", type=Path, help="the demo CRM's SQLite file to copy accounts and tickets from")
     args = parser.parse_args(argv)
 
-    plain = StandIn(hubspot.ROUTES + zendesk.ROUTES + rest.ROUTES, port=args.port)
-    hubspot.install(plain)
-    zendesk.install(plain)
-    rest.install(plain)
-    crm = salesforce.salesforce_standin(port=args.tls_port or args.port + 1, tls_dir=args.tls_dir)
-
-    print(json.dumps(connection_settings(plain, crm)), flush=True)
+    ports = Ports.from_base(args.port)
+    plain, crm, llm = serve(ports, tls_dir=args.tls_dir, mirror=args.mirror)
+    print(json.dumps(connection_settings(ports, ca_file=crm.ca_file)), flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with plain, crm:
+    with plain, crm, llm:
         try:
             stopped.wait()
         except KeyboardInterrupt:
             pass
     sys.exit(0)
-
-
-def connection_settings(plain: StandIn, crm: StandIn) -> dict:
-    return {
-        "salesforce": {
-            "config": {"instance_url": crm.url, "api_version": "59.0", "ca_bundle": crm.ca_file},
-            "secrets": {"client_id": salesforce.DEMO_CLIENT_ID, "client_secret": salesforce.DEMO_CLIENT_SECRET},
-            "destination": {"object": "Task", "subject_field": "AccountNumber"},
-        },
-        "hubspot": {
-            "config": {"base_url": plain.url},
-            "secrets": {"access_token": hubspot.DEMO_TOKEN},
-            "destination": {"object": "companies", "subject_field": "account_id"},
-        },
-        "zendesk": {
-            "config": {"base_url": plain.url},
-            "secrets": {"email": zendesk.DEMO_EMAIL, "api_token": zendesk.DEMO_API_TOKEN},
-            "destination": {"subject_field": "external_id"},
-        },
-        "rest": {
-            "config": {
-                "base_url": f"{plain.url}/portal",
-                "auth_type": "bearer",
-                "read_path": "/customers/{key}",
-                "list_path": "/customers?updated_since={cursor}",
-                "records_path": "$.data",
-                "field_map": {
-                    "account_id": "$.id",
-                    "name": "$.name",
-                    "health_score": "$.health.score",
-                    "health_trend": "$.health.trend",
-                    "owner_email": "$.owner.email",
-                    "updated_at": "$.updated",
-                },
-                "write_path": "/customers/{key}/notes",
-                "write_method": "POST",
-                "write_id_path": "$.note.id",
-            },
-            "secrets": {"token": rest.DEMO_TOKEN},
-            "destination": {},
-        },
-        "ca_file": crm.ca_file,
-    }
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.core import clock
 from apps.workflows.demo.history import simulate
+from apps.workflows.demo.outside import connect_outside_systems
 from apps.workflows.demo.world import build_world
 from config import celery_app
 
@@ -44,6 +45,14 @@ class Command(BaseCommand):
             counts = simulate(world, days=days, end=clock.now(), log=self.stdout.write)
         finally:
             celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+        if settings.DOORSTEP_DEMO_STANDINS_PORT:
+            connected = connect_outside_systems(
+                world, port=settings.DOORSTEP_DEMO_STANDINS_PORT, tls_dir=settings.VAR_DIR / "standins-tls"
+            )
+            self.stdout.write(
+                f"Connected {len(connected)} outside systems (stand-ins on port "
+                f"{settings.DOORSTEP_DEMO_STANDINS_PORT})."
+            )
         call_command("rollup_rebuild", days=days + 1, stdout=self.stdout)
         self._schedule(world)
         password_file.write_text(password)
