@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import smtplib
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -36,6 +35,7 @@ from .clients import http
 from .clients.errors import ConnectorError
 from .clients.local_models import ChurnModel, ReplyRetriever
 from .clients.registry import CLIENTS, client_for
+from .clients.smtp import GuardedSMTP
 from .kinds import KINDS, Setting
 from .models import Connector, Destination, SourceDataset
 
@@ -468,19 +468,11 @@ def _test_reachable(url: str, system: str) -> str:
     return f"{system} at {urlparse(url).hostname} is reachable (it answered {response.status_code})"
 
 
-class _GuardedSMTP(smtplib.SMTP):
-    """SMTP to an address that passed the outbound check (the name stays for STARTTLS certificate checks)."""
-
-    def _get_socket(self, host, port, timeout):
-        family, _, _, _, address = http.resolve_checked(host, port)[0]
-        return socket.create_connection(address[:2], timeout, self.source_address)
-
-
 def _test_smtp(connector: Connector) -> str:
     config, secrets = connector.config, connector.secrets
     host, port = config.get("host", ""), int(config.get("port") or 25)
     try:
-        with _GuardedSMTP(host, port, timeout=TEST_TIMEOUT[1]) as smtp:
+        with GuardedSMTP(host, port, timeout=TEST_TIMEOUT[1]) as smtp:
             smtp.ehlo()
             if config.get("use_tls"):
                 smtp.starttls()

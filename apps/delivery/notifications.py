@@ -86,10 +86,9 @@ def email_send(*, connector, message: Message, message_id: str) -> str:
         port = int(config.get("port") or 25)
     except (TypeError, ValueError):
         raise ConnectorError(f"The SMTP port is not a number: {config.get('port')!r}", permanent=True) from None
-    # The same address rule as outbound HTTP: an SMTP relay in a private network must be allow-listed.
-    http.resolve_checked(host, port)
+    # The same address rule as outbound HTTP, at connect time: a relay in a private network must be allow-listed.
     connection = get_connection(
-        backend="django.core.mail.backends.smtp.EmailBackend",
+        backend="apps.connectors.clients.smtp.GuardedEmailBackend",
         host=host,
         port=port,
         username=secrets.get("username") or "",
