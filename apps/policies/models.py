@@ -13,8 +13,7 @@ class Policy(TimeStampedModel):
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
-    approvals_required = models.PositiveSmallIntegerField(default=1)
-    approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    business_unit = models.CharField(max_length=80, blank=True)
     history = HistoricalRecords()
 
     class Meta:
@@ -24,6 +23,25 @@ class Policy(TimeStampedModel):
 
     def __str__(self):
         return self.name
+
+
+class ApprovalRequirement(models.Model):
+    """M of N: a version is approved once `count` members of `group` approved it (for every requirement of
+    its policy), none of them its author, each approver counted for one requirement only."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="approval_requirements")
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+    count = models.PositiveSmallIntegerField(default=1)
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "group"], name="approval_requirement_once_per_group"),
+            models.CheckConstraint(condition=models.Q(count__gte=1), name="approval_requirement_count_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.count} of {self.group.name}"
 
 
 class PolicyUserObjectPermission(UserObjectPermissionBase):
@@ -49,8 +67,15 @@ class PolicyVersion(TimeStampedModel):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     note = models.TextField(blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    effective_from = models.DateTimeField(
+        null=True, blank=True, help_text="When an approved version becomes active (beat activates it)"
+    )
     activated_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
+    # The emergency path: active without the full approval, flagged everywhere, and retired automatically.
+    emergency = models.BooleanField(default=False)
+    emergency_reason = models.TextField(blank=True)
+    emergency_expires_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords()
 
     class Meta:
@@ -109,6 +134,37 @@ class PolicyDecision(models.Model):
 
     def __str__(self):
         return f"{self.effect} for recommendation {self.recommendation_id}"
+
+
+class PolicyReplay(models.Model):
+    """A draft version replayed on the last N days of real outputs, against the active version: what would
+    flip, the projected review load and cost, per-rule hits. Approval needs a replay of the current rules."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    version = models.ForeignKey(PolicyVersion, on_delete=models.CASCADE, related_name="replays")
+    baseline = models.ForeignKey(PolicyVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    rules_hash = models.CharField(max_length=64, help_text="The version's rules when replayed")
+    days = models.PositiveSmallIntegerField(default=30)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=clock.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["version", "-requested_at"])]
+
+    def __str__(self):
+        return f"Replay of {self.version} over {self.days} days: {self.status}"
 
 
 class Approval(models.Model):

@@ -85,10 +85,50 @@ def policy_version_review(*, actor: Actor, version: PolicyVersion, decision: str
     Approval.objects.create(version=version, approver=actor.user, decision=decision, comment=comment)
     if decision == Approval.Decision.REJECT:
         version.state = PolicyVersion.State.REJECTED
-    elif version.approvals.filter(decision=Approval.Decision.APPROVE).count() >= version.policy.approvals_required:
+    elif approvals_satisfied(version):
         version.state = PolicyVersion.State.APPROVED
     _save(version, actor)
     return version
+
+
+def approvals_satisfied(version: PolicyVersion) -> bool:
+    """Every requirement of the policy (M members of a group) is met by distinct approvers, each counted
+    for one requirement only (an approver in two groups fills one seat). A policy without requirements
+    needs one approval. Seats are filled by augmenting paths, so the order of approvals never matters."""
+    requirements = list(version.policy.approval_requirements.select_related("group"))
+    approvers = list(
+        version.approvals.filter(decision=Approval.Decision.APPROVE)
+        .exclude(approver_id=version.author_id)
+        .values_list("approver_id", flat=True)
+    )
+    if not requirements:
+        return len(approvers) >= 1
+    seats = [req.group_id for req in requirements for _ in range(req.count)]
+    groups_of = {user_id: set(groups) for user_id, groups in _group_ids(approvers).items()}
+    holder: dict[int, int] = {}  # seat index → approver
+
+    def place(user_id: int, tried: set[int]) -> bool:
+        for seat, group_id in enumerate(seats):
+            if group_id in groups_of.get(user_id, ()) and seat not in tried:
+                tried.add(seat)
+                if seat not in holder or place(holder[seat], tried):
+                    holder[seat] = user_id
+                    return True
+        return False
+
+    for user_id in approvers:
+        place(user_id, set())
+    return len(holder) == len(seats)
+
+
+def _group_ids(user_ids: list[int]) -> dict[int, list[int]]:
+    from django.contrib.auth import get_user_model
+
+    memberships: dict[int, list[int]] = {user_id: [] for user_id in user_ids}
+    through = get_user_model().groups.through
+    for user_id, group_id in through.objects.filter(user_id__in=user_ids).values_list("user_id", "group_id"):
+        memberships[user_id].append(group_id)
+    return memberships
 
 
 @transaction.atomic

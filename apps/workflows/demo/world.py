@@ -16,7 +16,7 @@ from apps.connectors.models import Connector, Destination, SourceDataset
 from apps.core.actors import Actor
 from apps.permissions import roles
 from apps.permissions.services import object_permission_grant
-from apps.policies.models import Policy
+from apps.policies.models import ApprovalRequirement, Policy
 from apps.policies.services import (
     policy_version_activate,
     policy_version_create,
@@ -215,19 +215,19 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
     w.churn_policy = save(
         Policy(
             name="Churn retention policy",
-            approvals_required=1,
-            approver_group=group[roles.GOVERNANCE],
+            business_unit="Sales",
             description="When a churn recommendation may reach the CRM on its own.",
         )
     )
     w.replies_policy = save(
         Policy(
             name="Support reply policy",
-            approvals_required=1,
-            approver_group=group[roles.GOVERNANCE],
+            business_unit="Support",
             description="What suggested replies may say to customers.",
         )
     )
+    for policy in (w.churn_policy, w.replies_policy):
+        save(ApprovalRequirement(policy=policy, group=group[roles.GOVERNANCE], count=1))
     w.churn = UseCase(
         slug="churn-risk",
         name="Churn risk on CRM accounts",
