@@ -5,10 +5,13 @@ side by side in one run:
 - POST /api/v1/recommendations/batch with 500 items
 - POST /api/stock/recommendations/ — a stock DRF ModelViewSet create on the same model (the baseline)
 - a model-endpoint call through the pipeline's model step vs the same call made directly (bench/model_overhead.py)
+- policy evaluation on ten rules with the PII scan vs the same rules in cel-python (bench/policy_eval.py)
+- a replay of 1,000,000 stored outputs against the 5-minute target (bench/replay.py)
 
 One line per measure: `BENCH <name> value=<v><unit> baseline=<b><unit> ratio=<r> target=<t> ok|short`.
 
-Usage: .venv/bin/python bench/run.py [--concurrency 4] [--single 1500] [--batches 20] [--model-calls 300] [--profile]
+Usage: .venv/bin/python bench/run.py [--concurrency 4] [--single 1500] [--batches 20] [--model-calls 300]
+       [--policy-seconds 5] [--replay-outputs 1000000] [--profile]
 Env: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/doorstep_bench); the database is
 dropped and recreated on every run.
 """
@@ -32,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 os.environ["CELERY_BROKER_URL"] = "memory://"
 
-from bench import model_overhead  # noqa: E402 - needs ROOT on the path
+from bench import model_overhead, policy_eval  # noqa: E402 - needs ROOT on the path
+from bench import replay as replay_bench  # noqa: E402
 
 # Time budgets (seconds): a phase stops launching requests when the next one would not finish within its
 # budget, so the whole run stays under ~3 minutes even on a slow or busy machine; throughput is items / time.
@@ -352,6 +356,12 @@ def main() -> int:
     parser.add_argument(
         "--model-calls", type=int, default=300, help="model-endpoint calls, direct and through the pipeline"
     )
+    parser.add_argument(
+        "--policy-seconds", type=float, default=5.0, help="policy evaluation: seconds per engine (default 5)"
+    )
+    parser.add_argument(
+        "--replay-outputs", type=int, default=1_000_000, help="outputs replayed (default 1,000,000; 0 skips)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the single and stock posts in-process")
     args = parser.parse_args()
 
@@ -412,6 +422,8 @@ def main() -> int:
 
         queries = count_queries(key, churn_pk)
         model_calls = model_overhead.measure(churn_pk, args.model_calls)
+        policy_stats = policy_eval.measure(args.policy_seconds)
+        replay_stats = replay_bench.measure(args.replay_outputs) if args.replay_outputs else None
 
         for label, result in (("single", single), ("stock", baseline), ("review", review), ("batch", batch)):
             print(
@@ -443,6 +455,9 @@ def main() -> int:
         line("ingest_single_review_queries", queries["review"], queries["stock"], "", "report", None, digits=0)
         line("ingest_batch_queries_per_item", queries["batch_per_item"], queries["single"], "", "report", None)
         model_overhead.report(model_calls, line)
+        policy_eval.report(policy_stats, line)
+        if replay_stats:
+            replay_bench.report(replay_stats, line)
 
         if args.profile:
             profile(key, churn_pk)

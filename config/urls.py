@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.reviews.api.urls")),
     path("", include("apps.delivery.api.urls")),
     path("", include("apps.widget.api.urls")),
+    path("", include("apps.policies.api.urls")),
 ]
 
 urlpatterns = [
@@ -32,6 +33,7 @@ urlpatterns = [
     path("audit/", include("apps.audit.urls")),
     path("deliveries/", include("apps.delivery.urls")),
     path("widget/", include("apps.widget.urls")),
+    path("governance/", include("apps.governance.urls")),
     path("admin/", admin.site.urls),
 ]
 

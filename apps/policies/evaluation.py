@@ -5,6 +5,7 @@ an error must never let an output through unchecked.
 """
 
 import functools
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -14,21 +15,59 @@ from . import pii
 from .models import PolicyVersion, Rule
 
 VARIABLES = ("output", "context", "action", "use_case", "subject", "signals")
+# The keys `evaluate` puts in `signals`; a rule naming another one could never match as its author meant.
+SIGNALS = ("pii_kinds", "pii_count", "freshness", "quality", "cost", "confidence")
+
+_CEL_POSITION = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
+_STRING_LITERAL = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+_SIGNAL_NAME = re.compile(r"\bsignals\s*(?:\.\s*([A-Za-z_]\w*)|\[)")
+_QUOTED_KEY = re.compile(r"\s*[\"']([^\"']*)[\"']")
 
 
 class ConditionError(ValueError):
-    pass
+    """Why a condition does not compile; `line` and `column` (1-based) point at the fault when known."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        self.line, self.column = line, column
+        super().__init__(f"line {line}, column {column}: {message}" if line else message)
+
+
+def _position(source: str, offset: int) -> tuple[int, int]:
+    before = source[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
 @functools.lru_cache(maxsize=4096)
 def compile_condition(condition: str):
+    """The compiled program, cached (the hot path only ever hits the cache); raises ConditionError."""
+    if not condition.strip():
+        raise ConditionError("The condition is empty.")
     try:
         program = cel.compile(condition)
     except ValueError as exc:
-        raise ConditionError(str(exc)) from exc
+        match = _CEL_POSITION.search(str(exc))
+        if match is None:
+            raise ConditionError(str(exc)) from exc
+        raise ConditionError(match.group(3), line=int(match.group(1)), column=int(match.group(2))) from exc
     unknown = set(program.variables()) - set(VARIABLES)
     if unknown:
-        raise ConditionError(f"Unknown variable(s): {', '.join(sorted(unknown))}. Use {', '.join(VARIABLES)}.")
+        first = min(
+            (m.start() for name in unknown for m in re.finditer(rf"\b{re.escape(name)}\b", condition)), default=None
+        )
+        line, column = _position(condition, first) if first is not None else (None, None)
+        raise ConditionError(
+            f"Unknown variable(s): {', '.join(sorted(unknown))}. Use {', '.join(VARIABLES)}.", line=line, column=column
+        )
+    # String literals are blanked (same length) so a quoted "signals.x" is not taken for a reference.
+    code = _STRING_LITERAL.sub(lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], condition)
+    for match in _SIGNAL_NAME.finditer(code):
+        name = match.group(1)
+        if name is None:
+            quoted = _QUOTED_KEY.match(condition, match.end())
+            name = quoted.group(1) if quoted else None
+        if name is not None and name not in SIGNALS:
+            line, column = _position(condition, match.start())
+            raise ConditionError(f"Unknown signal {name!r}. Signals: {', '.join(SIGNALS)}.", line=line, column=column)
     return program
 
 
@@ -85,14 +124,17 @@ def evaluate(
         "cost": cost,
         "confidence": confidence if confidence is not None else 0.0,
     }
-    variables = {
-        "output": output,
-        "context": context,
-        "action": action,
-        "use_case": use_case,
-        "subject": subject,
-        "signals": signals,
-    }
+    # One Context per output: its variables are converted to CEL once, not once per rule.
+    variables = cel.Context(
+        {
+            "output": output,
+            "context": context,
+            "action": action,
+            "use_case": use_case,
+            "subject": subject,
+            "signals": signals,
+        }
+    )
     fired: list[dict] = []
     effect = Rule.Effect.ALLOW
     rules = rules_for(version) if version is not None else ()

@@ -1,8 +1,11 @@
 import json
 
 from django import forms
+from django.contrib.auth.models import Group
 
-from .models import Approval, PolicyVersion
+from .evaluation import ConditionError, compile_condition
+from .models import Approval, PolicyVersion, Rule
+from .services import EMERGENCY_MAX_HOURS
 
 RULE_TEST_EXAMPLE = json.dumps(
     {
@@ -64,3 +67,79 @@ class RuleTestForm(forms.Form):
         if isinstance(cost, bool) or not isinstance(cost, int | float):
             raise forms.ValidationError('"cost" must be a number.')
         return data
+
+
+class RuleForm(forms.Form):
+    """One rule of a version being written; the condition is compiled as it is typed (htmx)."""
+
+    name = forms.CharField(max_length=120)
+    condition = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "class": "font-monospace", "spellcheck": "false"}),
+        help_text="CEL over output, context, action, use_case, subject and signals.",
+    )
+    effect = forms.ChoiceField(choices=Rule.Effect.choices)
+    description = forms.CharField(max_length=2000, required=False)
+
+    def clean_condition(self):
+        condition = self.cleaned_data["condition"]
+        try:
+            compile_condition(condition)
+        except ConditionError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return condition
+
+
+class BaseRuleFormSet(forms.BaseFormSet):
+    def clean(self):
+        if any(self.errors):
+            return
+        names = set()
+        for form in self.rule_forms():
+            name = form.cleaned_data["name"].strip().lower()
+            if name in names:
+                form.add_error("name", "Another rule already has this name.")
+            names.add(name)
+        if not self.rule_forms():
+            raise forms.ValidationError("A version needs at least one rule.")
+
+    def rule_forms(self) -> list[forms.Form]:
+        """The filled-in rows in evaluation order (ORDER), without deleted and untouched blank rows."""
+        return [form for form in self.ordered_forms if form.cleaned_data and not self._should_delete_form(form)]
+
+    def rules(self) -> list[dict]:
+        return [
+            {key: form.cleaned_data[key] for key in ("name", "condition", "effect", "description")}
+            for form in self.rule_forms()
+        ]
+
+
+RuleFormSet = forms.formset_factory(
+    RuleForm, formset=BaseRuleFormSet, extra=1, can_order=True, can_delete=True, max_num=100, validate_max=True
+)
+
+
+class VersionNoteForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000, help_text="What changes and why."
+    )
+
+
+class RequirementForm(forms.Form):
+    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"))
+    count = forms.IntegerField(min_value=1, max_value=50, initial=1)
+
+
+RequirementFormSet = forms.formset_factory(RequirementForm, extra=1, can_delete=True, max_num=20, validate_max=True)
+
+
+class ScheduleForm(forms.Form):
+    effective_from = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="UTC. Empty clears the date.",
+    )
+
+
+class EmergencyForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    hours = forms.IntegerField(min_value=1, max_value=EMERGENCY_MAX_HOURS, initial=4)

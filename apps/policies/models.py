@@ -24,6 +24,15 @@ class Policy(TimeStampedModel):
     def __str__(self):
         return self.name
 
+    @property
+    def emergency_version(self) -> "PolicyVersion | None":
+        """The active version when it came by the emergency path (flag it wherever the policy shows)."""
+        return self.versions.filter(state=PolicyVersion.State.ACTIVE, emergency=True).first()
+
+    @property
+    def has_emergency(self) -> bool:
+        return self.emergency_version is not None
+
 
 class ApprovalRequirement(models.Model):
     """M of N: a version is approved once `count` members of `group` approved it (for every requirement of

@@ -45,6 +45,9 @@ class ReviewTask(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     priority = models.SmallIntegerField(default=0, help_text="Higher first")
     reasons = models.JSONField(default=list, help_text="The rules that sent the item here")
+    is_sample = models.BooleanField(
+        default=False, help_text="Allowed by the policy, sent to review by the use case's sampling rate"
+    )
     created_at = models.DateTimeField(default=clock.now)
     due_at = models.DateTimeField()
     claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)

@@ -7,6 +7,7 @@ prefetch), so a list of use cases costs a fixed number of queries; without that 
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.urls import reverse
 
 from apps.connectors.models import Connector
 from apps.core.formatting import duration_label
@@ -19,11 +20,20 @@ REVIEW_CODENAME = "review_reviewqueue"
 
 
 @dataclass(frozen=True)
+class Fix:
+    """One thing missing for a control, and the page where it is fixed."""
+
+    text: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Control:
     key: str
     name: str
     passed: bool
     reason: str
+    fixes: tuple[Fix, ...] = ()
 
 
 CONTROL_NAMES = {
@@ -79,41 +89,65 @@ def _active_version_number(use_case: UseCase) -> int | None:
     return version.number if version else None
 
 
-def _control(key: str, problems: list[str], ok_reason: str) -> Control:
-    return Control(key=key, name=CONTROL_NAMES[key], passed=not problems, reason="; ".join(problems) or ok_reason)
+def _control(key: str, problems: list[Fix], ok_reason: str) -> Control:
+    return Control(
+        key=key,
+        name=CONTROL_NAMES[key],
+        passed=not problems,
+        reason="; ".join(problem.text for problem in problems) or ok_reason,
+        fixes=tuple(problems),
+    )
 
 
 def use_case_controls(use_case: UseCase) -> list[Control]:
-    """The seven controls in PRODUCT.md order; a failing control's reason says what is missing."""
+    """The seven controls in PRODUCT.md order; a failing control's reason says what is missing, and each of
+    its fixes links to the page where it is put right."""
     dataset = use_case.source_dataset
     model = use_case.model_endpoint
     fallback = use_case.fallback_endpoint
+    configuration = reverse("workflows:use-case-detail", args=[use_case.slug]) + "#configuration"
+    connectors = reverse("connectors:connector-list")
     controls = []
 
     # 1. Systems of record: a readable source on a connector that is not known to fail, and a model.
     problems = []
     if dataset is None:
-        problems.append("No source dataset")
+        problems.append(Fix("No source dataset", configuration))
     elif dataset.connector.health == Connector.Health.FAILING:
-        problems.append(f"Source connector {dataset.connector.name} is failing")
+        problems.append(
+            Fix(
+                f"Source connector {dataset.connector.name} is failing",
+                reverse("connectors:connector-detail", args=[dataset.connector_id]),
+            )
+        )
     if model is None:
-        problems.append("No model endpoint")
+        problems.append(Fix("No model endpoint", connectors))
     controls.append(_control("systems", problems, f"Reads {dataset} and calls {model}" if dataset and model else ""))
 
     # 2. Access control: outputs sent to review can be decided by someone.
     problems = []
     if use_case.review_queue_id is None:
-        problems.append("No review queue")
+        problems.append(Fix("No review queue", configuration))
     elif not _queue_has_reviewers(use_case):
-        problems.append(f"Nobody is granted review on the queue {use_case.review_queue}")
+        problems.append(
+            Fix(
+                f"Nobody is granted review on the queue {use_case.review_queue}",
+                reverse("reviews:queue-detail", args=[use_case.review_queue_id]),
+            )
+        )
     controls.append(_control("access", problems, f"Reviewers are granted the queue {use_case.review_queue}"))
 
     # 3. Data context: the data an output is based on has a freshness SLA to be checked against.
     problems = []
     if dataset is None:
-        problems.append("No source dataset")
+        problems.append(Fix("No source dataset", configuration))
     elif dataset.freshness_sla is None:
-        problems.append(f"No freshness SLA on the dataset {dataset.name}")
+        problems.append(
+            Fix(
+                f"No freshness SLA on the source {dataset.name}",
+                reverse("connectors:dataset-detail", args=[dataset.connector_id, dataset.pk]),
+            )
+        )
     controls.append(
         _control(
             "data",
@@ -125,13 +159,13 @@ def use_case_controls(use_case: UseCase) -> list[Control]:
     # 4. Workflow steps: model call with timeout, retries and a fallback.
     problems = []
     if model is None:
-        problems.append("No model endpoint")
+        problems.append(Fix("No model endpoint", connectors))
     if fallback is None:
-        problems.append("No fallback model endpoint")
+        problems.append(Fix("No fallback model endpoint", configuration))
     if not use_case.model_timeout_seconds or use_case.model_timeout_seconds <= 0:
-        problems.append("No model timeout")
+        problems.append(Fix("No model timeout", configuration))
     if not use_case.model_max_attempts:
-        problems.append("No model attempts set")
+        problems.append(Fix("No model attempts set", configuration))
     controls.append(
         _control(
             "workflow",
@@ -144,24 +178,29 @@ def use_case_controls(use_case: UseCase) -> list[Control]:
     problems = []
     number = None
     if use_case.policy_id is None:
-        problems.append("No policy")
+        problems.append(Fix("No policy", reverse("policies:policy-list")))
     else:
         number = _active_version_number(use_case)
         if number is None:
-            problems.append(f"Policy {use_case.policy} has no active version")
+            problems.append(
+                Fix(
+                    f"Policy {use_case.policy} has no active version",
+                    reverse("policies:policy-detail", args=[use_case.policy_id]),
+                )
+            )
     controls.append(_control("policy", problems, f"{use_case.policy} v{number} is active"))
 
     # 6. Delivery: approved outputs reach a place of decision.
     destinations = list(use_case.destinations.all())
-    problems = [] if destinations else ["No destination"]
+    problems = [] if destinations else [Fix("No destination", configuration)]
     controls.append(_control("delivery", problems, "Delivers to " + ", ".join(d.name for d in destinations)))
 
     # 7. Monitoring: a ROI baseline to measure against.
     problems = []
     if not use_case.hourly_cost or use_case.hourly_cost <= 0:
-        problems.append("No ROI baseline hourly cost")
+        problems.append(Fix("No ROI baseline hourly cost", configuration))
     if not use_case.manual_minutes_per_item or use_case.manual_minutes_per_item <= 0:
-        problems.append("No ROI baseline manual minutes per item")
+        problems.append(Fix("No ROI baseline manual minutes per item", configuration))
     controls.append(
         _control(
             "monitoring",

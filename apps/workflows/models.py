@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
@@ -27,6 +28,13 @@ class UseCase(TimeStampedModel):
         PROHIBITED = "prohibited", "Prohibited"
 
     RUNNABLE_STATUSES = (Status.PILOT, Status.PRODUCTION)
+    # Share of allowed outputs that still go to a person, by tier (a prohibited use case is blocked outright).
+    TIER_SAMPLE_RATES = {
+        RiskTier.HIGH: Decimal("1"),
+        RiskTier.LIMITED: Decimal("0.2"),
+        RiskTier.MINIMAL: Decimal("0.02"),
+        RiskTier.PROHIBITED: Decimal("1"),
+    }
 
     slug = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=120)
@@ -57,6 +65,14 @@ class UseCase(TimeStampedModel):
         blank=True,
         help_text="Origins that may embed this use case's widget (CSP frame-ancestors), e.g. https://crm.example.com",
     )
+    review_sample_rate = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="Share (0–1) of allowed outputs still sent to review; empty means the risk tier's default",
+    )
     model_timeout_seconds = models.FloatField(default=5.0)
     model_max_attempts = models.PositiveSmallIntegerField(default=3)
     # ROI baseline: what the work cost before the AI.
@@ -68,9 +84,22 @@ class UseCase(TimeStampedModel):
     class Meta:
         ordering = ["name"]
         permissions = [("run_usecase", "Trigger runs and submit outputs for the use case")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(review_sample_rate__isnull=True)
+                | models.Q(review_sample_rate__gte=0, review_sample_rate__lte=1),
+                name="use_case_review_sample_rate_share",
+            )
+        ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def effective_review_sample_rate(self) -> Decimal:
+        if self.review_sample_rate is not None:
+            return self.review_sample_rate
+        return self.TIER_SAMPLE_RATES[self.risk_tier]
 
 
 class UseCaseUserObjectPermission(UserObjectPermissionBase):

@@ -44,3 +44,17 @@ def runs_unstarted(*, older_than: timedelta = timedelta(minutes=5)) -> list[int]
     cutoff = clock.now() - older_than
     pending = Run.objects.filter(status=Run.Status.PENDING, created_at__lt=cutoff)
     return list(pending.values_list("pk", flat=True)[:1000])
+
+
+def use_case_changes(*, use_case: UseCase, limit: int = 20) -> list:
+    """The use case's recorded changes that carry a reason (lifecycle moves, sampling overrides), newest first,
+    each with the status before it so a page can show "from → to"."""
+    records = list(
+        use_case.history.select_related("history_user").order_by("-history_date", "-history_id")[: limit * 5]
+    )
+    changes = []
+    for record, previous in zip(records, [*records[1:], None], strict=True):
+        if record.history_change_reason:
+            record.previous_status = UseCase.Status(previous.status).label if previous else None
+            changes.append(record)
+    return changes[:limit]

@@ -3,6 +3,8 @@
 Writes take an Actor, run in one transaction with their lifecycle events, and send tasks after commit.
 """
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from apps.connectors.models import Destination
 from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
 from apps.core.actors import Actor
-from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, NotFound, PermissionDenied, ServiceError
 from apps.core.permissions import has_object_permission
 from apps.core.tasks import send_after_commit
 from apps.policies import evaluation
@@ -25,6 +27,7 @@ from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
 from apps.reviews.models import ReviewTask
 
+from .controls import Control, use_case_controls
 from .events import event_append, events_build
 from .models import ContextSnapshot, Recommendation, RecommendationEvent, Run, UseCase
 
@@ -35,6 +38,12 @@ logger = logging.getLogger(__name__)
 def _require_runnable(actor: Actor, use_case: UseCase) -> None:
     if actor.user is not None and not has_object_permission(actor.user, "run_usecase", use_case):
         raise PermissionDenied("You may not run or submit outputs for this use case.")
+    if use_case.risk_tier == UseCase.RiskTier.PROHIBITED:
+        raise ServiceError(
+            f"Use case {use_case.slug} is of a prohibited risk tier: it never runs.",
+            field="use_case",
+            code="prohibited_tier",
+        )
     if use_case.status not in UseCase.RUNNABLE_STATUSES:
         raise ServiceError(
             f"Use case {use_case.slug} is {use_case.get_status_display()}; only pilot or production use cases run.",
@@ -279,8 +288,9 @@ def recommendation_submit(*, actor: Actor, use_case: UseCase, drafts: list[Draft
 
 def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Draft]) -> list[Recommendation]:
     """Evaluate the active policy on each draft, store the recommendations with their verdicts and first
-    events, and route them: review task, block, or deliveries (sent after commit). Bulk inserts, so a
-    batch costs a handful of queries. The caller holds the transaction."""
+    events, and route them: review task, block, or deliveries (sent after commit). An allowed output still
+    goes to review when the use case's sampling picks it (a task marked as a sample); a prohibited use case
+    delivers nothing. Bulk inserts, so a batch costs a handful of queries. The caller holds the transaction."""
     from apps.delivery.services import deliveries_schedule
 
     version = policy_active_version(policy_id=use_case.policy_id) if use_case.policy_id else None
@@ -288,6 +298,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
     destinations = _per_output_destinations(use_case)
     released = Recommendation.Status.DELIVERING if destinations else Recommendation.Status.APPROVED
     use_case_vars = {"slug": use_case.slug, "risk_tier": use_case.risk_tier, "business_unit": use_case.business_unit}
+    sample_rate = use_case.effective_review_sample_rate
     now = clock.now()
     planned = []
     for draft in drafts:
@@ -305,6 +316,13 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
             data_gate=draft.data_gate,
         )
         effect = verdict.effect
+        sampled = False
+        if use_case.risk_tier == UseCase.RiskTier.PROHIBITED:
+            effect = Rule.Effect.BLOCK  # the tier forbids the use: nothing it produces leaves
+        elif effect not in (Rule.Effect.BLOCK, Rule.Effect.REVIEW) and review_sampled(
+            use_case=use_case, draft=draft, rate=sample_rate
+        ):
+            effect, sampled = Rule.Effect.REVIEW, True
         if effect == Rule.Effect.REVIEW and queue is None:
             # A review is required and nobody can give it: stop rather than deliver unchecked.
             effect = Rule.Effect.BLOCK
@@ -328,11 +346,11 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
             decided_at=None if status == Recommendation.Status.QUEUED else now,
             created_by=actor.user,
         )
-        planned.append((draft, verdict, effect, recommendation))
+        planned.append((draft, verdict, effect, sampled, recommendation))
     Recommendation.objects.bulk_create([recommendation for *_, recommendation in planned])
 
     events, decisions, tasks, approved = [], [], [], []
-    for draft, verdict, effect, recommendation in planned:
+    for draft, verdict, effect, sampled, recommendation in planned:
         fired_names = [f["name"] for f in verdict.fired if f["effect"] == effect]
         specs = [
             (
@@ -351,10 +369,19 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
             ),
         ]
         if effect == Rule.Effect.BLOCK:
-            reason = "review required but the use case has no review queue" if verdict.effect != effect else ""
+            reason = ""
+            if use_case.risk_tier == UseCase.RiskTier.PROHIBITED:
+                reason = "the use case's risk tier is prohibited"
+            elif sampled:
+                reason = "sampled for review but the use case has no review queue"
+            elif verdict.effect != effect:
+                reason = "review required but the use case has no review queue"
             specs.append((EventType.BLOCKED, {"rules": fired_names, "reason": reason}))
         elif effect == Rule.Effect.REVIEW:
-            specs.append((EventType.QUEUED, {"queue": queue.name, "rules": fired_names}))
+            queued = {"queue": queue.name, "rules": fired_names}
+            if sampled:
+                queued.update(sample=True, sample_rate=str(sample_rate), effect=verdict.effect)
+            specs.append((EventType.QUEUED, queued))
             reasons = [f for f in verdict.fired if f["effect"] == Rule.Effect.REVIEW]
             tasks.append(
                 ReviewTask(
@@ -362,6 +389,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
                     recommendation=recommendation,
                     priority=len(reasons) + (1 if use_case.risk_tier == UseCase.RiskTier.HIGH else 0),
                     reasons=reasons,
+                    is_sample=sampled,
                     created_at=now,
                     due_at=now + queue.sla,
                 )
@@ -388,6 +416,19 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
     ReviewTask.objects.bulk_create(tasks)
     deliveries_schedule(recommendations=approved, destinations=destinations, new=True)
     return [recommendation for *_, recommendation in planned]
+
+
+def review_sampled(*, use_case: UseCase, draft: Draft, rate: Decimal) -> bool:
+    """Whether an allowed output is sampled for review. Deterministic (a hash of the use case, subject, run
+    and content, no randomness), so replaying or re-testing the same outputs picks the same samples."""
+    if rate >= 1:
+        return True
+    if rate <= 0:
+        return False
+    content = json.dumps(draft.content, sort_keys=True, default=str)
+    key = f"{use_case.pk}|{draft.subject_key}|{draft.run.pk if draft.run else ''}|{content}"
+    point = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+    return point < rate
 
 
 def recommendation_release(*, recommendation: Recommendation, actor: Actor, event_type: str, payload: dict) -> None:
@@ -421,3 +462,97 @@ def recommendation_reject(*, recommendation: Recommendation, actor: Actor, paylo
 def recommendation_lock(*, pk: int) -> Recommendation:
     """The recommendation row, locked for the rest of the transaction (events are appended in order)."""
     return Recommendation.objects.select_for_update(of=("self",)).select_related("use_case").get(pk=pk)
+
+
+S = UseCase.Status
+# The lifecycle: where a use case may go from each status (retired is final).
+USE_CASE_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    S.PROPOSED: (S.IN_REVIEW,),
+    S.IN_REVIEW: (S.PILOT, S.PROPOSED),
+    S.PILOT: (S.PRODUCTION, S.PAUSED, S.RETIRED),
+    S.PRODUCTION: (S.PAUSED, S.RETIRED),
+    S.PAUSED: (S.PILOT, S.PRODUCTION, S.RETIRED),
+    S.RETIRED: (),
+}
+REASON_MAX_CHARS = 100  # simple-history's change reason column
+
+
+class ControlsFailing(Conflict):
+    """Production refused: `controls` are the failing controls of the scorecard."""
+
+    def __init__(self, controls: list[Control]):
+        listed = "; ".join(f"{control.name}: {control.reason}" for control in controls)
+        super().__init__(
+            f"Production needs all seven controls in place; failing: {listed}", field="to", code="controls_failing"
+        )
+        self.controls = controls
+
+
+def use_case_allowed_transitions(use_case: UseCase) -> tuple[str, ...]:
+    return USE_CASE_TRANSITIONS.get(use_case.status, ())
+
+
+def _require_change(actor: Actor, use_case: UseCase) -> None:
+    """404 for a use case the actor may not see (its existence is not revealed), 403 when only seen."""
+    if not has_object_permission(actor.user, "view_usecase", use_case):
+        raise NotFound("No such use case, or you may not see it.")
+    if not has_object_permission(actor.user, "change_usecase", use_case):
+        raise PermissionDenied("You may not change this use case.")
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("Say why: a reason is required.", field="reason", code="required")
+    if len(reason) > REASON_MAX_CHARS:
+        raise ServiceError(f"Keep the reason within {REASON_MAX_CHARS} characters.", field="reason")
+    return reason
+
+
+def use_case_transition(*, actor: Actor, use_case: UseCase, to: str, reason: str) -> UseCase:
+    """Move a use case along its lifecycle (USE_CASE_TRANSITIONS). Needs change_usecase and a reason, which
+    history keeps with the user. Production needs every control of the scorecard passing, and a prohibited
+    risk tier never runs (pilot or production)."""
+    _require_change(actor, use_case)
+    if to not in UseCase.Status.values:
+        raise ServiceError(f"Unknown status {to!r}.", field="to")
+    reason = _reason(reason)
+    with transaction.atomic():
+        use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
+        if to not in use_case_allowed_transitions(use_case):
+            allowed = ", ".join(UseCase.Status(s).label for s in use_case_allowed_transitions(use_case)) or "none"
+            raise Conflict(
+                f"A use case cannot go from {use_case.get_status_display()} to {UseCase.Status(to).label} "
+                f"(allowed: {allowed}).",
+                field="to",
+                code="invalid_transition",
+            )
+        if to in UseCase.RUNNABLE_STATUSES and use_case.risk_tier == UseCase.RiskTier.PROHIBITED:
+            raise Conflict(
+                "The risk tier is prohibited: this use case may not run.", field="to", code="prohibited_tier"
+            )
+        if to == UseCase.Status.PRODUCTION:
+            failing = [control for control in use_case_controls(use_case) if not control.passed]
+            if failing:
+                raise ControlsFailing(failing)
+        use_case.status = to
+        use_case._history_user = actor.history_user
+        use_case._change_reason = reason
+        use_case.save(update_fields=["status", "updated_at"])
+    return use_case
+
+
+def use_case_sample_rate_set(*, actor: Actor, use_case: UseCase, rate: Decimal | None, reason: str) -> UseCase:
+    """Override the share of allowed outputs sent to review (None: the risk tier's default). Needs
+    change_usecase and a reason, kept in history."""
+    _require_change(actor, use_case)
+    if rate is not None and not Decimal("0") <= rate <= Decimal("1"):
+        raise ServiceError("The review sample rate is a share between 0 and 1 (0 % to 100 %).", field="rate")
+    reason = _reason(reason)
+    with transaction.atomic():
+        use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
+        use_case.review_sample_rate = rate
+        use_case._history_user = actor.history_user
+        use_case._change_reason = reason
+        use_case.save(update_fields=["review_sample_rate", "updated_at"])
+    return use_case

@@ -7,4 +7,6 @@ app_name = "workflows"
 urlpatterns = [
     path("", views.use_case_list, name="use-case-list"),
     path("<slug:slug>/", views.use_case_detail, name="use-case-detail"),
+    path("<slug:slug>/transition/", views.use_case_transition, name="use-case-transition"),
+    path("<slug:slug>/sampling/", views.use_case_sampling, name="use-case-sampling"),
 ]

@@ -1,16 +1,21 @@
 """Use-case pages: the governance officer's home (every use case with its seven controls) and one use case."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.urls import reverse
-from django.views.decorators.http import require_safe
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST, require_safe
 
+from apps.core.actors import Actor
+from apps.core.exceptions import PermissionDenied, ServiceError
 from apps.core.formatting import duration_label
 from apps.core.htmx import render_page
+from apps.core.permissions import has_object_permission
 from apps.policies.selectors import policy_versions_awaiting_approval
 
-from . import selectors
+from . import selectors, services
 from .controls import use_case_controls, with_control_data
+from .forms import SampleRateForm, UseCaseTransitionForm
 from .models import UseCase
 
 RECENT = 20
@@ -37,32 +42,46 @@ def use_case_list(request):
     return render_page(request, "workflows/use_case_list.html", fragment="use-case-table", context=context)
 
 
-def _control_links(use_case: UseCase) -> dict[str, str]:
-    connectors = reverse("connectors:connector-list")
-    if use_case.policy_id:
-        policy = reverse("policies:policy-detail", args=[use_case.policy_id])
-    else:
-        policy = reverse("policies:policy-list")
+def _use_case_or_404(request, slug: str) -> UseCase:
+    try:
+        return with_control_data(selectors.use_case_list(user=request.user)).get(slug=slug)
+    except UseCase.DoesNotExist:
+        raise Http404("No such use case") from None
+
+
+def _percent(rate) -> str:
+    return "" if rate is None else f"{(rate * 100).normalize():f}"
+
+
+def _governance_context(request, use_case: UseCase, *, transition_form=None, sample_form=None) -> dict:
+    """What the lifecycle and sampling sections show: allowed moves, forms, recorded changes."""
+    controls = use_case_controls(use_case)
+    failing = [control for control in controls if not control.passed]
     return {
-        "systems": connectors,
-        "access": "#configuration",
-        "data": connectors,
-        "workflow": "#configuration",
-        "policy": policy,
-        "delivery": "#configuration",
-        "monitoring": "#configuration",
+        "use_case": use_case,
+        "can_change": has_object_permission(request.user, "change_usecase", use_case),
+        "transitions": [
+            {
+                "to": to,
+                "label": UseCase.Status(to).label,
+                "blocked_by": failing if to == UseCase.Status.PRODUCTION else [],
+            }
+            for to in services.use_case_allowed_transitions(use_case)
+        ],
+        "transition_form": transition_form or UseCaseTransitionForm(auto_id="transition-%s"),
+        "sample_form": sample_form
+        or SampleRateForm(auto_id="sample-%s", initial={"percent": _percent(use_case.review_sample_rate)}),
+        "sample_percent": _percent(use_case.effective_review_sample_rate),
+        "tier_percent": _percent(UseCase.TIER_SAMPLE_RATES[use_case.risk_tier]),
+        "changes": selectors.use_case_changes(use_case=use_case),
     }
 
 
 @login_required
 @require_safe
 def use_case_detail(request, slug: str):
-    try:
-        use_case = with_control_data(selectors.use_case_list(user=request.user)).get(slug=slug)
-    except UseCase.DoesNotExist:
-        raise Http404("No such use case") from None
-    links = _control_links(use_case)
-    controls = [{"control": control, "link": links[control.key]} for control in use_case_controls(use_case)]
+    use_case = _use_case_or_404(request, slug)
+    controls = use_case_controls(use_case)
     recommendations = (
         selectors.recommendation_list(user=request.user)
         .filter(use_case=use_case)
@@ -76,9 +95,9 @@ def use_case_detail(request, slug: str):
         .order_by("-created_at", "-pk")[:RECENT]
     )
     context = {
-        "use_case": use_case,
+        **_governance_context(request, use_case),
         "controls": controls,
-        "passed": sum(item["control"].passed for item in controls),
+        "passed": sum(control.passed for control in controls),
         "destinations": list(use_case.destinations.all()),
         "freshness_sla": duration_label(use_case.source_dataset.freshness_sla) if use_case.source_dataset else "",
         "queue_sla": duration_label(use_case.review_queue.sla) if use_case.review_queue else "",
@@ -86,3 +105,60 @@ def use_case_detail(request, slug: str):
         "runs": runs,
     }
     return render_page(request, "workflows/use_case_detail.html", fragment="activity", context=context)
+
+
+def _governance_answer(request, use_case, form, fragment: str, save, notice: str):
+    """Shared by the lifecycle and sampling forms: run the service, then answer with the fragment (htmx) or
+    a redirect; a refusal is an error on the form (403 when the user may not change the use case)."""
+    status = 200
+    if form.is_valid():
+        try:
+            save()
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            if isinstance(exc, PermissionDenied) and not request.htmx:
+                status = 403  # htmx 2 does not swap a 4xx: the refusal shows on the form
+        else:
+            if not request.htmx:
+                messages.success(request, notice)
+                return redirect("workflows:use-case-detail", slug=use_case.slug)
+            use_case = _use_case_or_404(request, use_case.slug)
+            context = {**_governance_context(request, use_case), "notice": notice, "oob": True}
+            return render_page(request, "workflows/use_case_detail.html", fragment=fragment, context=context)
+    forms = {"transition_form": form} if fragment == "lifecycle" else {"sample_form": form}
+    context = _governance_context(request, use_case, **forms)
+    return render_page(request, "workflows/use_case_detail.html", fragment=fragment, context=context, status=status)
+
+
+@login_required
+@require_POST
+def use_case_transition(request, slug: str):
+    """Move the use case along its lifecycle (services.use_case_transition checks the rules)."""
+    use_case = _use_case_or_404(request, slug)
+    form = UseCaseTransitionForm(request.POST, auto_id="transition-%s")
+
+    def save():
+        services.use_case_transition(
+            actor=Actor.from_request(request),
+            use_case=use_case,
+            to=form.cleaned_data["to"],
+            reason=form.cleaned_data["reason"],
+        )
+
+    to = UseCase.Status(form.data["to"]).label if form.data.get("to") in UseCase.Status.values else ""
+    return _governance_answer(request, use_case, form, "lifecycle", save, f"The use case is now {to}.")
+
+
+@login_required
+@require_POST
+def use_case_sampling(request, slug: str):
+    """Override (or reset to the tier default) the share of allowed outputs still sent to review."""
+    use_case = _use_case_or_404(request, slug)
+    form = SampleRateForm(request.POST, auto_id="sample-%s")
+
+    def save():
+        services.use_case_sample_rate_set(
+            actor=Actor.from_request(request), use_case=use_case, rate=form.rate, reason=form.cleaned_data["reason"]
+        )
+
+    return _governance_answer(request, use_case, form, "sampling", save, "Review sampling updated.")

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.monitoring",
     "apps.widget",
+    "apps.governance",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,7 @@ CELERY_BEAT_SCHEDULE = {
     "start-lost-runs": {"task": "apps.workflows.tasks.runs_sweep_task", "schedule": 120.0},
     "sync-cached-datasets": {"task": "apps.connectors.tasks.datasets_sync_due_task", "schedule": 60.0},
     "refresh-bi-tables": {"task": "apps.delivery.tasks.bi_tables_refresh_task", "schedule": 300.0},
+    "policy-schedule": {"task": "apps.policies.tasks.policies_schedule_task", "schedule": 60.0},
 }
 
 # Secrets at rest: MultiFernet keys, newest first, comma-separated.

@@ -17,6 +17,15 @@ def _alert(world):
     return alert_raise(key="no-grants", kind="test", title="Sync failed", connector=world.crm_connector)
 
 
+def _checklist_item(world):
+    from apps.governance.models import UseCaseControlItem
+    from apps.governance.services import control_pack_load, use_case_checklist_apply
+
+    pack = control_pack_load(actor=Actor(user=world.governance), slug="eu-ai-act-high-risk").pack
+    use_case_checklist_apply(actor=Actor(user=world.governance), use_case=world.churn, pack=pack)
+    return UseCaseControlItem.objects.filter(use_case=world.churn).first()
+
+
 def _objects(world, recommendation, run, key):
     task = recommendation.review_task
     return {
@@ -29,9 +38,24 @@ def _objects(world, recommendation, run, key):
         "reviews:task-detail": {"pk": task.pk},
         "reviews:task-decide": {"pk": task.pk},
         "workflows:use-case-detail": {"slug": world.churn.slug},
+        "workflows:use-case-transition": {"slug": world.churn.slug},
+        "workflows:use-case-sampling": {"slug": world.churn.slug},
+        "api-use-case-transitions": {"slug": world.churn.slug},
         "policies:policy-detail": {"pk": world.churn_policy.pk},
+        "api-policy-detail": {"pk": world.churn_policy.pk},
+        "api-policy-version-detail": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "api-policy-version-review": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
         "policies:policy-version-review": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
         "policies:rule-test": {"pk": world.churn_policy.pk},
+        "policies:policy-version-detail": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:policy-version-diff": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:policy-version-submit": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:policy-version-activate": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:policy-version-schedule": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:policy-version-emergency": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
+        "policies:policy-version-new": {"pk": world.churn_policy.pk},
+        "policies:policy-requirements": {"pk": world.churn_policy.pk},
+        "policies:policy-version-replay": {"pk": world.replies_policy.pk, "version_pk": world.pending_version.pk},
         "connectors:connector-test": {"pk": world.crm_connector.pk},
         "connectors:connector-detail": {"pk": world.crm_connector.pk},
         "connectors:connector-edit": {"pk": world.crm_connector.pk},
@@ -54,6 +78,11 @@ def _objects(world, recommendation, run, key):
         "widget:embed-panel": {"slug": world.churn.slug},
         "widget:embed-origins": {"slug": world.churn.slug},
         "api-widget-token-create": {"slug": world.churn.slug},
+        # A loaded pack, and a checklist item of the churn use case (applied by governance).
+        "governance:pack-load": {"slug": "eu-ai-act-high-risk"},
+        "governance:use-case-checklist": {"slug": world.churn.slug},
+        "governance:use-case-checklist-apply": {"slug": world.churn.slug},
+        "governance:use-case-control-item-set": {"slug": world.churn.slug, "pk": _checklist_item(world).pk},
     }
 
 

@@ -24,12 +24,13 @@ def test_maker_checker_author_never_approves(world):
     assert version.state == PolicyVersion.State.IN_REVIEW and not version.approvals.exists()
 
 
-def test_activation_retires_the_previous_version(world):
+def test_activation_retires_the_previous_version(world, replayed):
     active = PolicyVersion.objects.get(policy=world.churn_policy, state="active")
     version = policy_version_create(actor=Actor(user=world.admin), policy=world.churn_policy, rules=[RULE])
     policy_version_submit(actor=Actor(user=world.admin), version=version)
     with pytest.raises(ServiceError):
         policy_version_review(actor=Actor(user=world.governance), version=version, decision="approve", comment=" ")
+    replayed(version, world.admin)
     policy_version_review(actor=Actor(user=world.governance), version=version, decision="approve", comment="ok")
     policy_version_activate(actor=Actor(user=world.admin), version=version)
     active.refresh_from_db()

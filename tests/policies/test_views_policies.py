@@ -63,7 +63,8 @@ def test_executive_gets_no_approve_form(client, world):
     assert not Approval.objects.filter(version=world.pending_version, approver=world.executive).exists()
 
 
-def test_governance_approves_a_version_in_review(client, world):
+def test_governance_approves_a_version_in_review(client, world, replayed):
+    replayed(world.pending_version, world.admin)
     c = _login(client, world.governance)
     body = c.get(reverse("policies:policy-detail", args=[world.replies_policy.pk])).content.decode()
     assert _review_url(world.pending_version) in body

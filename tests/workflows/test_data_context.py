@@ -12,6 +12,7 @@ from apps.connectors import datasets
 from apps.connectors.models import SourceDataset
 from apps.core import clock
 from apps.core.actors import Actor
+from apps.policies.replay import policy_replay_request, policy_replay_run
 from apps.policies.services import (
     policy_version_activate,
     policy_version_create,
@@ -31,6 +32,8 @@ def permissive(world):
     rules = [{"name": "Everything goes", "condition": "true", "effect": "allow"}]
     version = policy_version_create(actor=admin, policy=world.churn_policy, rules=rules, note="Test: allow all")
     policy_version_submit(actor=admin, version=version)
+    # A change to production rules is approved only after a replay of its rules.
+    policy_replay_run(replay_id=policy_replay_request(actor=admin, version=version, days=30).pk)
     policy_version_review(actor=Actor(user=world.governance), version=version, decision="approve", comment="ok")
     return policy_version_activate(actor=admin, version=version)
 

@@ -8,9 +8,25 @@ MAX_CONTENT_CHARS = 20_000
 
 
 class UseCaseSerializer(serializers.ModelSerializer):
+    effective_review_sample_rate = serializers.DecimalField(max_digits=4, decimal_places=3, read_only=True)
+
     class Meta:
         model = UseCase
-        fields = ["id", "slug", "name", "business_unit", "risk_tier", "status"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "business_unit",
+            "risk_tier",
+            "status",
+            "review_sample_rate",
+            "effective_review_sample_rate",
+        ]
+
+
+class UseCaseTransitionInSerializer(serializers.Serializer):
+    to = serializers.ChoiceField(choices=UseCase.Status.choices, help_text="The status to move to")
+    reason = serializers.CharField(max_length=100, help_text="Why; kept in the use case's history")
 
 
 class RecommendationInSerializer(serializers.Serializer):

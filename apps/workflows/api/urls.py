@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("use-cases", views.UseCaseListView.as_view(), name="api-use-case-list"),
+    path("use-cases/<slug:slug>/transitions", views.UseCaseTransitionView.as_view(), name="api-use-case-transitions"),
     path("recommendations", views.RecommendationListCreateView.as_view(), name="api-recommendation-list"),
     path("recommendations/batch", views.RecommendationBatchView.as_view(), name="api-recommendation-batch"),
     path("recommendations/<int:pk>", views.RecommendationDetailView.as_view(), name="api-recommendation-detail"),

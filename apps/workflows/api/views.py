@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.actors import Actor
-from apps.core.api import BatchResultSerializer, idempotent
+from apps.core.api import BatchResultSerializer, error_body, idempotent
 from apps.core.exceptions import NotFound, ServiceError
 from apps.permissions.models import ApiKey
 from apps.workflows import selectors, services
@@ -20,6 +20,7 @@ from .serializers import (
     RunInSerializer,
     RunSerializer,
     UseCaseSerializer,
+    UseCaseTransitionInSerializer,
 )
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -57,6 +58,35 @@ class UseCaseListView(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.use_case_list(user=self.request.user).order_by("pk")
+
+
+class UseCaseTransitionView(APIView):
+    """Move a use case along its lifecycle, with a reason (the same service as the page)."""
+
+    # Governance changes are not among the narrow scopes a key can be limited to: only a full key may.
+    required_scope = "use_cases:write"
+
+    @extend_schema(request=UseCaseTransitionInSerializer, responses={200: UseCaseSerializer})
+    def post(self, request, slug: str):
+        use_case = selectors.use_case_by_slug(user=request.user, slug=slug)
+        if use_case is None:
+            raise NotFound("No such use case, or you may not see it.")
+        serializer = UseCaseTransitionInSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            use_case = services.use_case_transition(
+                actor=Actor.from_request(request),
+                use_case=use_case,
+                to=serializer.validated_data["to"],
+                reason=serializer.validated_data["reason"],
+            )
+        except services.ControlsFailing as exc:
+            errors = [{"field": exc.field, "message": exc.message}] + [
+                {"field": f"controls.{control.key}", "message": f"{control.name}: {control.reason}"}
+                for control in exc.controls
+            ]
+            return Response(error_body(exc.code, errors), status=exc.status_code)
+        return Response(UseCaseSerializer(use_case).data)
 
 
 class RecommendationListCreateView(generics.ListAPIView):

@@ -5,6 +5,7 @@ Built through the same services the product uses; tests build it too, so they ex
 """
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -237,6 +238,9 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
         risk_tier=UseCase.RiskTier.LIMITED,
         status=UseCase.Status.PRODUCTION,
         risk_reason="Advises staff; no automated decision about people.",
+        # No risk-tier sampling in the demo: its figures and the tests built on it count on every allowed
+        # output being delivered. The page shows the override beside the tier's default (20 %).
+        review_sample_rate=Decimal("0"),
         source_dataset=w.accounts,
         model_endpoint=w.churn_model,
         fallback_endpoint=w.churn_fallback,
@@ -257,6 +261,9 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
         purpose="Draft a reply from the knowledge base as an internal note on the ticket.",
         status=UseCase.Status.PILOT,
         risk_reason="Customer-facing text, reviewed before sending.",
+        # No risk-tier sampling in the demo: its figures and the tests built on it count on every allowed
+        # output being delivered. The page shows the override beside the tier's default (20 %).
+        review_sample_rate=Decimal("0"),
         source_dataset=w.tickets,
         model_endpoint=w.reply_model,
         policy=w.replies_policy,

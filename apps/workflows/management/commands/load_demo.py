@@ -10,6 +10,10 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.core import clock
+from apps.core.actors import Actor
+from apps.governance.models import ControlPack
+from apps.governance.pack_files import pack_slugs
+from apps.governance.services import control_pack_load, use_case_checklist_apply
 from apps.workflows.demo.history import simulate
 from apps.workflows.demo.outside import connect_outside_systems
 from apps.workflows.demo.world import build_world
@@ -53,6 +57,7 @@ class Command(BaseCommand):
                 f"Connected {len(connected)} outside systems (stand-ins on port "
                 f"{settings.DOORSTEP_DEMO_STANDINS_PORT})."
             )
+        self._checklists(world)
         call_command("rollup_rebuild", days=days + 1, stdout=self.stdout)
         self._schedule(world)
         password_file.write_text(password)
@@ -64,6 +69,15 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(f"Accounts: admin, governance, reviewer, executive, integrator. Password: {password}")
+
+    def _checklists(self, world):
+        """The starter packs loaded, and the EU AI Act obligations applied to the churn use case."""
+        admin = Actor(user=world.admin)
+        for slug in pack_slugs():
+            control_pack_load(actor=admin, slug=slug)
+        use_case_checklist_apply(
+            actor=admin, use_case=world.churn, pack=ControlPack.objects.get(slug="eu-ai-act-high-risk")
+        )
 
     def _schedule(self, world):
         """Each use case runs every 15 minutes for a few subjects (beat → worker), so the demo stays alive."""
