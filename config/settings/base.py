@@ -152,6 +152,11 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the sidecar package: the docs work air-gapped.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Choice sets shared by several fields, or with field names used elsewhere: one stable name each.
+    "ENUM_NAME_OVERRIDES": {
+        "UseCaseStatusEnum": "apps.workflows.models.UseCase.Status",
+        "PolicyApprovalDecisionEnum": "apps.policies.models.Approval.Decision",
+    },
 }
 
 # Celery: Redis in production, kombu's filesystem transport (no server) by default.
