@@ -80,13 +80,13 @@ def retry_delay(attempts: int, error: ConnectorError | None = None) -> float:
 def deliveries_schedule(
     *, recommendations: list[Recommendation], destinations: list[Destination], new: bool = False
 ) -> list[Delivery]:
-    """One Delivery per recommendation and per-output destination (of their one use case), sent by the
-    worker after commit; never twice (unique per recommendation and destination, existing rows are
-    skipped). BI tables are skipped: beat exports them. `new`: the recommendations were created in this
-    transaction, so none can have a delivery yet. Callers pass only outputs that passed."""
+    """One Delivery per recommendation and destination (of their one use case), sent by the worker after
+    commit; never twice (unique per recommendation and destination, existing rows are skipped). `new`: the
+    recommendations were created in this transaction, so none can have a delivery yet. Callers pass only
+    outputs that passed, and only per-output destinations (workflows.services._per_output_destinations:
+    BI tables are exported by beat)."""
     from .tasks import deliveries_dispatch_task
 
-    destinations = [d for d in destinations if d.kind in Destination.PER_OUTPUT_KINDS]
     if not destinations or not recommendations:
         return []
     existing = set()

@@ -14,7 +14,13 @@ from django.db import IntegrityError, transaction
 
 from apps.connectors import datasets
 from apps.connectors.clients.errors import ConnectorError, ModelCallError
-from apps.connectors.clients.model_endpoints import ModelResult, call_model
+from apps.connectors.clients.model_endpoints import (
+    ModelRateLimited,
+    ModelResult,
+    ModelTimeout,
+    call_model,
+    retry_delay,
+)
 from apps.connectors.models import Destination
 from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
@@ -71,8 +77,6 @@ def _call_with_fallback(use_case: UseCase, records: list[dict]) -> tuple[ModelRe
     model_timeout_seconds, with capped exponential backoff and jitter between them (a 429's short Retry-After
     is honoured); a permanent error (credentials, a 4xx, configuration) or a long rate limit moves on to the
     fallback at once. Every call's outcome goes to the endpoint's health and the call-duration metric."""
-    from apps.connectors.clients.model_endpoints import ModelRateLimited, ModelTimeout, retry_delay
-
     errors: list[str] = []
     attempts = 0
     timeout = use_case.model_timeout_seconds
