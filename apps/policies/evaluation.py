@@ -83,7 +83,11 @@ class Verdict:
 
 @functools.lru_cache(maxsize=256)
 def _version_rules(version_id: int) -> tuple:
-    """Rules of a version: immutable once the version left draft, so cached by id."""
+    """Rules of a version that left draft: immutable then, so cached by id."""
+    return _read_rules(version_id)
+
+
+def _read_rules(version_id: int) -> tuple:
     return tuple(
         (rule.pk, rule.name, rule.effect, rule.condition)
         for rule in Rule.objects.filter(version_id=version_id).order_by("order", "pk")
@@ -91,8 +95,9 @@ def _version_rules(version_id: int) -> tuple:
 
 
 def rules_for(version: PolicyVersion) -> tuple:
+    """(id, name, effect, condition) of the version's rules in order; a draft's are read afresh (it may change)."""
     if version.state == PolicyVersion.State.DRAFT:
-        _version_rules.cache_clear()
+        return _read_rules(version.pk)
     return _version_rules(version.pk)
 
 
@@ -109,6 +114,7 @@ def evaluate(
     cost: float,
     quality: str = "unchecked",
     data_gate: tuple[dict, ...] | list[dict] = (),
+    rules: tuple | None = None,
 ) -> Verdict:
     """`data_gate`: findings of the data-context gate (apps.connectors.datasets.context_gate), each with a
     name and the least effect it imposes; they count as fired rules, so stale or failing data cannot be
@@ -137,7 +143,8 @@ def evaluate(
     )
     fired: list[dict] = []
     effect = Rule.Effect.ALLOW
-    rules = rules_for(version) if version is not None else ()
+    if rules is None:  # a caller evaluating many outputs (a replay) passes the rules it read once
+        rules = rules_for(version) if version is not None else ()
     for rule_id, name, rule_effect, condition in rules:
         try:
             matched = compile_condition(condition).execute(variables) is True

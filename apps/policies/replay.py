@@ -13,7 +13,6 @@ is caused by the rule change alone, never by a lossy rebuild. The stored decisio
 compared with the re-evaluated baseline, and the report says how many agree (the fidelity of the rebuild).
 """
 
-import copy
 import hashlib
 import json
 import logging
@@ -136,17 +135,6 @@ def policy_replay_request(*, actor: Actor, version: PolicyVersion, days: int) ->
     return replay
 
 
-def _pinned(version: PolicyVersion | None) -> PolicyVersion | None:
-    """evaluate() re-reads a draft's rules on every call, since a draft may change; a replay evaluates the
-    rules it read once at its start (their hash is stored and re-checked at the end), so it passes an unsaved
-    copy that evaluate() treats as frozen. The rule cache is cleared when the replay ends."""
-    if version is None or version.state != PolicyVersion.State.DRAFT:
-        return version
-    pinned = copy.copy(version)
-    pinned.state = PolicyVersion.State.IN_REVIEW
-    return pinned
-
-
 def _context_records(run_ids: list[int]) -> dict[int, dict]:
     records = {}
     for run_id, stored in ContextSnapshot.objects.filter(run_id__in=run_ids, values_hashed=False).values_list(
@@ -264,8 +252,6 @@ def policy_replay_run(*, replay_id: int) -> PolicyReplay:
                 done=total,
                 finished_at=clock.now(),
             )
-    finally:
-        evaluation._version_rules.cache_clear()
     replay.refresh_from_db()
     return replay
 
@@ -281,9 +267,9 @@ def replay_outputs(*, replay: PolicyReplay):
 
 def _replay(replay: PolicyReplay) -> tuple[dict, int, str]:
     draft, baseline = replay.version, replay.baseline
-    evaluation._version_rules.cache_clear()
-    pinned_draft, pinned_baseline = _pinned(draft), _pinned(baseline)
-    draft_rules = evaluation.rules_for(pinned_draft)
+    # The rules are read once, at the start: their hash is stored and re-checked at the end.
+    draft_rules = evaluation.rules_for(draft)
+    baseline_rules = evaluation.rules_for(baseline) if baseline is not None else ()
     current_hash = _hash_rules((name, condition, effect) for _, name, effect, condition in draft_rules)
     use_cases = {uc.pk: uc for uc in UseCase.objects.filter(policy_id=draft.policy_id).select_related("review_queue")}
     use_case_vars = {
@@ -320,8 +306,8 @@ def _replay(replay: PolicyReplay) -> tuple[dict, int, str]:
                 "cost": float(row["cost"]),
                 "data_gate": [f for f in row["policy_decision__fired_rules"] or () if f.get("gate")],
             }
-            old = evaluation.evaluate(pinned_baseline, **inputs)
-            new = evaluation.evaluate(pinned_draft, **inputs)
+            old = evaluation.evaluate(baseline, rules=baseline_rules, **inputs)
+            new = evaluation.evaluate(draft, rules=draft_rules, **inputs)
             tally.add(row, use_case, old, new, context is not None, inputs["context"])
             if baseline is not None and row["policy_decision__version_id"] == baseline.pk:
                 tally.stored_compared += 1

@@ -94,3 +94,13 @@ def test_redaction_removes_pii_from_the_delivered_text(world):
     )
     assert verdict.effect == "redact" and verdict.redactions == 2
     assert "ana@globex.example" not in verdict.output["text"] and "[email redacted]" in verdict.output["text"]
+
+
+def test_a_draft_edited_after_it_was_evaluated_is_judged_by_its_new_rules_once_submitted(world):
+    governance = Actor(user=world.governance)
+    version = policy_version_create(actor=governance, policy=world.churn_policy, rules=[RULE])
+    assert evaluation.rules_for(version)[0][3] == "signals.confidence < 0.5"  # e.g. the rule test panel
+    version.rules.update(condition="signals.confidence < 0.9")  # edited while still a draft
+    policy_version_submit(actor=governance, version=version)
+    version.refresh_from_db()
+    assert evaluation.rules_for(version)[0][3] == "signals.confidence < 0.9"
