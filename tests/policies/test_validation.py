@@ -1,10 +1,12 @@
 """Bad CEL, unknown variables and signals, contradictory rule lists: clear errors with the position, nothing saved."""
 
+import cel
 import pytest
 from django.urls import reverse
 
 from apps.core.actors import Actor
 from apps.core.exceptions import ServiceError
+from apps.policies import evaluation
 from apps.policies.evaluation import ConditionError, compile_condition
 from apps.policies.models import PolicyVersion, Rule
 from apps.policies.services import policy_version_create
@@ -129,3 +131,55 @@ class TestEditor:
         client.force_login(outsider)
         assert client.get(url).status_code == 404
         assert PolicyVersion.objects.filter(policy=world.churn_policy).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("condition", "text", "expected"),
+    [
+        ('output.text.matches("(?i)\\\\brefund")', "We will REFUND the charge", True),
+        ('output.text.matches("(?i)\\\\brefund")', "No prefunding here", False),
+        ('output.text.matches("^[0-9]{3}-")', "415-555", True),
+        ('output.text.matches("gdpr|erasure") && "matches(" != output.text', "please, erasure", True),
+        ("output.text.matches('x$')", "box", True),
+    ],
+)
+def test_matches_runs_with_a_cached_pattern_and_agrees_with_cel(condition, text, expected):
+    """matches() calls are served by a cached compiled pattern (a quoted "matches(" is left alone); the result
+    is the one CEL's own matches() gives on the original condition."""
+    assert ".rematch(" in compile_condition(condition).source
+    ours = evaluation.evaluate(
+        None,
+        rules=((1, "r", Rule.Effect.BLOCK, condition),),
+        output={"text": text},
+        context={},
+        action={},
+        use_case={},
+        subject="S-1",
+        confidence=1.0,
+        freshness="fresh",
+        cost=0.0,
+    )
+    assert cel.evaluate(condition, {"output": {"text": text}}) is expected
+    assert (ours.effect == Rule.Effect.BLOCK) is expected and not any("error" in f for f in ours.fired)
+
+
+def test_a_bad_matches_pattern_is_refused_at_its_position():
+    with pytest.raises(ConditionError) as error:
+        compile_condition('signals.cost > 1.0 ||\n  output.text.matches("(refund")')
+    assert (error.value.line, error.value.column) == (2, 23) and "Invalid pattern" in str(error.value)
+
+
+def test_matches_on_a_non_string_fails_safe_to_review():
+    verdict = evaluation.evaluate(
+        None,
+        rules=((1, "Number as text", Rule.Effect.ALLOW, 'output.score.matches("1")'),),
+        output={"text": "x", "score": 1},
+        context={},
+        action={},
+        use_case={},
+        subject="S-1",
+        confidence=1.0,
+        freshness="fresh",
+        cost=0.0,
+    )
+    assert verdict.effect == Rule.Effect.REVIEW and "error" in verdict.fired[0]
