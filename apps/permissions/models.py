@@ -24,6 +24,7 @@ class ApiKey(models.Model):
         RECOMMENDATIONS_WRITE = "recommendations:write", "Submit recommendations"
         RUNS_WRITE = "runs:write", "Trigger runs"
         FEEDBACK_WRITE = "feedback:write", "Send feedback events"
+        USE_CASES_WRITE = "use_cases:write", "Move use cases through their lifecycle"
         READ = "read", "Read"
 
     name = models.CharField(max_length=100)

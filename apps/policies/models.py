@@ -118,6 +118,14 @@ class Rule(models.Model):
     description = models.TextField(blank=True)
     condition = models.TextField(help_text="CEL over output, context, action, use_case, subject, signals")
     effect = models.CharField(max_length=10, choices=Effect.choices)
+    # Parameters of the effect. Review: how many independent reviewers, in which queue (empty: the use case's).
+    reviewers = models.PositiveSmallIntegerField(default=1)
+    review_queue = models.ForeignKey(
+        "reviews.ReviewQueue", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Redact: output fields to blank and patterns to mask in the text, besides the built-in PII findings.
+    redact_fields = models.JSONField(default=list, blank=True)
+    redact_patterns = models.JSONField(default=list, blank=True)
     history = HistoricalRecords()
 
     class Meta:

@@ -73,6 +73,18 @@ class UseCase(TimeStampedModel):
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
         help_text="Share (0–1) of allowed outputs still sent to review; empty means the risk tier's default",
     )
+
+    class SlaBreachAction(models.TextChoices):
+        ESCALATE = "escalate", "Escalate only"
+        REJECT = "reject", "Reject the output"
+        DELIVER_UNREVIEWED = "deliver_unreviewed", "Deliver, flagged as not reviewed"
+
+    sla_breach_action = models.CharField(
+        max_length=20,
+        choices=SlaBreachAction.choices,
+        default=SlaBreachAction.ESCALATE,
+        help_text="What happens to an item still undecided when its review SLA is breached (after escalating)",
+    )
     model_timeout_seconds = models.FloatField(default=5.0)
     model_max_attempts = models.PositiveSmallIntegerField(default=3)
     # ROI baseline: what the work cost before the AI.
@@ -258,6 +270,9 @@ class RecommendationEvent(models.Model):
         FEEDBACK_EDITED = "feedback_edited", "Edited by user"
         FEEDBACK_REJECTED = "feedback_rejected", "Rejected by user"
         ACTED_ON = "acted_on", "Acted on"
+        ESCALATED = "escalated", "Escalated"
+        CLAIM_TAKEN_OVER = "claim_taken_over", "Claim taken over"
+        REVIEW_RECORDED = "review_recorded", "Review recorded (consensus)"
 
     recommendation = models.ForeignKey(Recommendation, on_delete=models.PROTECT, related_name="events")
     sequence = models.PositiveIntegerField()

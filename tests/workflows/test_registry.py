@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from apps.core.actors import Actor
 from apps.core.exceptions import Conflict, NotFound, PermissionDenied, ServiceError
+from apps.permissions.services import api_key_create
 from apps.workflows.models import UseCase
 from apps.workflows.services import USE_CASE_TRANSITIONS, ControlsFailing, use_case_transition
 
@@ -196,3 +197,12 @@ def test_api_permissions(world, outsider):
     assert _api(outsider).post(url, {"to": "paused", "reason": "r"}, format="json").status_code == 404
     world.churn.refresh_from_db()
     assert world.churn.status == S.PRODUCTION
+
+
+@pytest.mark.parametrize(("scopes", "status"), [(["read"], 403), (["use_cases:write"], 200), ([], 200)])
+def test_an_api_key_moves_a_use_case_only_with_its_scope(world, scopes, status):
+    _, raw = api_key_create(actor=Actor(user=world.governance), user=world.governance, name="ops", scopes=scopes)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    url = reverse("api-use-case-transitions", args=[world.churn.slug])
+    assert client.post(url, {"to": "paused", "reason": "Key check"}, format="json").status_code == status

@@ -64,7 +64,7 @@ class UseCaseTransitionView(APIView):
     """Move a use case along its lifecycle, with a reason (the same service as the page)."""
 
     # Governance changes are not among the narrow scopes a key can be limited to: only a full key may.
-    required_scope = "use_cases:write"
+    required_scope = ApiKey.Scope.USE_CASES_WRITE
 
     @extend_schema(request=UseCaseTransitionInSerializer, responses={200: UseCaseSerializer})
     def post(self, request, slug: str):
