@@ -8,6 +8,7 @@ import functools
 import re
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cel
 
@@ -100,6 +101,19 @@ def compile_condition(condition: str):
     return program
 
 
+class RuleSpec(NamedTuple):
+    """One rule as evaluation reads it, with the parameters of its effect."""
+
+    id: int | None
+    name: str
+    effect: str
+    condition: str
+    reviewers: int = 1  # review: independent verdicts needed
+    review_queue_id: int | None = None  # review: None means the use case's queue
+    redact_fields: tuple[str, ...] = ()  # redact: output fields blanked
+    redact_patterns: tuple[str, ...] = ()  # redact: patterns masked in the text
+
+
 @dataclass
 class Verdict:
     effect: str
@@ -108,26 +122,62 @@ class Verdict:
     output: dict = field(default_factory=dict)
     redactions: int = 0
     duration_us: int = 0
+    reviewers: int = 1  # the most any fired review rule asks for
+    review_queue_id: int | None = None  # the queue of the first fired review rule that names one
 
 
 @functools.lru_cache(maxsize=256)
-def _version_rules(version_id: int) -> tuple:
+def _version_rules(version_id: int) -> tuple[RuleSpec, ...]:
     """Rules of a version that left draft: immutable then, so cached by id."""
-    return _read_rules(version_id)
+    return read_rules(version_id)
 
 
-def _read_rules(version_id: int) -> tuple:
+def read_rules(version_id: int) -> tuple[RuleSpec, ...]:
     return tuple(
-        (rule.pk, rule.name, rule.effect, rule.condition)
+        RuleSpec(
+            rule.pk,
+            rule.name,
+            rule.effect,
+            rule.condition,
+            rule.reviewers,
+            rule.review_queue_id,
+            tuple(rule.redact_fields or ()),
+            tuple(rule.redact_patterns or ()),
+        )
         for rule in Rule.objects.filter(version_id=version_id).order_by("order", "pk")
     )
 
 
-def rules_for(version: PolicyVersion) -> tuple:
-    """(id, name, effect, condition) of the version's rules in order; a draft's are read afresh (it may change)."""
+def rules_for(version: PolicyVersion) -> tuple[RuleSpec, ...]:
+    """The version's rules in order; a draft's are read afresh (it may change)."""
     if version.state == PolicyVersion.State.DRAFT:
-        return _read_rules(version.pk)
+        return read_rules(version.pk)
     return _version_rules(version.pk)
+
+
+def _redact(output: dict, text: str, findings: list, rules: list[RuleSpec]) -> tuple[dict, int]:
+    """The output with the PII findings and the fired redact rules' patterns masked in the text and their
+    fields blanked; and how many things were redacted."""
+    spans = [(f.start, f.end, f"[{f.kind} redacted]") for f in findings]
+    for rule in rules:
+        for pattern in rule.redact_patterns:
+            spans += [
+                (m.start(), m.end(), "[redacted]") for m in _pattern(pattern).finditer(text) if m.end() > m.start()
+            ]
+    kept, last_end = [], -1
+    for start, end, label in sorted(spans):
+        if start >= last_end:  # overlapping spans: the first one wins
+            kept.append((start, end, label))
+            last_end = end
+    for start, end, label in reversed(kept):
+        text = text[:start] + label + text[end:]
+    redacted = dict(output)
+    if kept:
+        redacted["text"] = text
+    fields = {name for rule in rules for name in rule.redact_fields if name in output and name != "text"}
+    for name in fields:
+        redacted[name] = "[redacted]"
+    return redacted, len(kept) + len(fields)
 
 
 def evaluate(
@@ -173,26 +223,30 @@ def evaluate(
     variables.add_function(_CACHED_MATCHES, _matches)
     fired: list[dict] = []
     effect = Rule.Effect.ALLOW
+    reviewers, review_queue_id, redacting = 1, None, []
     if rules is None:  # a caller evaluating many outputs (a replay) passes the rules it read once
         rules = rules_for(version) if version is not None else ()
-    for rule_id, name, rule_effect, condition in rules:
+    for rule in rules:
         try:
-            matched = compile_condition(condition).execute(variables) is True
+            matched = compile_condition(rule.condition).execute(variables) is True
         except Exception as exc:  # noqa: BLE001 - CEL raises KeyError/TypeError/ValueError; all fail safe
-            fired.append({"rule_id": rule_id, "name": name, "effect": Rule.Effect.REVIEW, "error": str(exc)})
+            fired.append({"rule_id": rule.id, "name": rule.name, "effect": Rule.Effect.REVIEW, "error": str(exc)})
             effect = max(effect, Rule.Effect.REVIEW, key=Rule.STRENGTH.get)
             continue
         if matched:
-            fired.append({"rule_id": rule_id, "name": name, "effect": rule_effect})
-            effect = max(effect, rule_effect, key=Rule.STRENGTH.get)
+            fired.append({"rule_id": rule.id, "name": rule.name, "effect": rule.effect})
+            effect = max(effect, rule.effect, key=Rule.STRENGTH.get)
+            if rule.effect == Rule.Effect.REVIEW:
+                reviewers = max(reviewers, rule.reviewers)
+                review_queue_id = review_queue_id or rule.review_queue_id
+            elif rule.effect == Rule.Effect.REDACT:
+                redacting.append(rule)
     for finding in data_gate:
         fired.append({"rule_id": None, "name": finding["name"], "effect": finding["effect"], "gate": finding["gate"]})
         effect = max(effect, finding["effect"], key=Rule.STRENGTH.get)
-    final_output = dict(output)
-    redactions = 0
-    if any(f["effect"] == Rule.Effect.REDACT for f in fired) and findings:
-        final_output["text"] = pii.redact(text, findings)
-        redactions = len(findings)
+    final_output, redactions = dict(output), 0
+    if redacting:
+        final_output, redactions = _redact(output, text, findings, redacting)
     return Verdict(
         effect=str(effect),
         fired=fired,
@@ -200,4 +254,6 @@ def evaluate(
         output=final_output,
         redactions=redactions,
         duration_us=(time.perf_counter_ns() - started) // 1000,
+        reviewers=reviewers,
+        review_queue_id=review_queue_id,
     )

@@ -3,9 +3,11 @@ import json
 from django import forms
 from django.contrib.auth.models import Group
 
+from apps.reviews.models import ReviewQueue
+
 from .evaluation import ConditionError, compile_condition
 from .models import Approval, PolicyVersion, Rule
-from .services import EMERGENCY_MAX_HOURS
+from .services import EMERGENCY_MAX_HOURS, MAX_REVIEWERS, rule_parameter_errors
 
 RULE_TEST_EXAMPLE = json.dumps(
     {
@@ -79,6 +81,33 @@ class RuleForm(forms.Form):
     )
     effect = forms.ChoiceField(choices=Rule.Effect.choices)
     description = forms.CharField(max_length=2000, required=False)
+    reviewers = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_REVIEWERS,
+        initial=1,
+        required=False,
+        help_text="Review: independent verdicts needed (empty: 1).",
+    )
+    review_queue = forms.ModelChoiceField(
+        queryset=ReviewQueue.objects.none(),
+        required=False,
+        empty_label="The use case's queue",
+        help_text="Review: the queue the item goes to.",
+    )
+    redact_fields = forms.CharField(
+        required=False, max_length=1000, help_text="Redact: output fields to blank, separated by commas."
+    )
+    redact_patterns = forms.CharField(
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 1, "class": "font-monospace", "spellcheck": "false"}),
+        help_text="Redact: regular expressions to mask in the text, one per line (PII is always masked).",
+    )
+
+    def __init__(self, *args, policy=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if policy is not None:  # the queues of the policy's use cases
+            self.fields["review_queue"].queryset = ReviewQueue.objects.filter(use_cases__policy=policy).distinct()
 
     def clean_condition(self):
         condition = self.cleaned_data["condition"]
@@ -87,6 +116,34 @@ class RuleForm(forms.Form):
         except ConditionError as exc:
             raise forms.ValidationError(str(exc)) from exc
         return condition
+
+    def clean_reviewers(self):
+        return self.cleaned_data["reviewers"] or 1
+
+    def clean_redact_fields(self):
+        return [name.strip() for name in self.cleaned_data["redact_fields"].split(",") if name.strip()]
+
+    def clean_redact_patterns(self):
+        return [line.strip() for line in self.cleaned_data["redact_patterns"].splitlines() if line.strip()]
+
+    def clean(self):
+        data = super().clean()
+        if {"effect", "reviewers", "redact_fields", "redact_patterns"} <= set(data):
+            for key, message in rule_parameter_errors(data, "This rule", "rule").items():
+                self.add_error(key.removeprefix("rule."), message.removeprefix("This rule: "))
+        return data
+
+
+RULE_KEYS = (
+    "name",
+    "condition",
+    "effect",
+    "description",
+    "reviewers",
+    "review_queue",
+    "redact_fields",
+    "redact_patterns",
+)
 
 
 class BaseRuleFormSet(forms.BaseFormSet):
@@ -107,10 +164,7 @@ class BaseRuleFormSet(forms.BaseFormSet):
         return [form for form in self.ordered_forms if form.cleaned_data and not self._should_delete_form(form)]
 
     def rules(self) -> list[dict]:
-        return [
-            {key: form.cleaned_data[key] for key in ("name", "condition", "effect", "description")}
-            for form in self.rule_forms()
-        ]
+        return [{key: form.cleaned_data[key] for key in RULE_KEYS} for form in self.rule_forms()]
 
 
 RuleFormSet = forms.formset_factory(

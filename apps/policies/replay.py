@@ -59,16 +59,14 @@ _COLUMNS = (
 )
 
 
-def _hash_rules(rules) -> str:
-    payload = json.dumps([[name, condition, effect] for name, condition, effect in rules], separators=(",", ":"))
+def _hash_rules(rules: tuple[evaluation.RuleSpec, ...]) -> str:
+    """sha256 over the rules in evaluation order, everything but their ids: any edit changes it."""
+    payload = json.dumps([list(rule[1:]) for rule in rules], separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def rules_hash(version: PolicyVersion) -> str:
-    """sha256 over the version's rules in evaluation order (name, condition, effect): any edit changes it."""
-    return _hash_rules(
-        Rule.objects.filter(version=version).order_by("order", "pk").values_list("name", "condition", "effect")
-    )
+    return _hash_rules(evaluation.read_rules(version.pk))
 
 
 def replay_is_current(version: PolicyVersion) -> bool:
@@ -171,7 +169,7 @@ class _Tally:
         self.matrix: dict[str, Counter] = defaultdict(Counter)
         self.review_delta: Counter = Counter()  # use case id → (draft reviews - baseline reviews)
         self.outputs: Counter = Counter()  # use case id → outputs replayed
-        self.draft_hits = {rule_id: {"hits": 0, "errors": 0} for rule_id, *_ in draft_rules}
+        self.draft_hits = {rule.id: {"hits": 0, "errors": 0} for rule in draft_rules}
         self.baseline_hits: Counter = Counter()
         self.samples: dict[tuple, list] = defaultdict(list)
         self.context_missing = 0
@@ -270,7 +268,7 @@ def _replay(replay: PolicyReplay) -> tuple[dict, int, str]:
     # The rules are read once, at the start: their hash is stored and re-checked at the end.
     draft_rules = evaluation.rules_for(draft)
     baseline_rules = evaluation.rules_for(baseline) if baseline is not None else ()
-    current_hash = _hash_rules((name, condition, effect) for _, name, effect, condition in draft_rules)
+    current_hash = _hash_rules(draft_rules)
     use_cases = {uc.pk: uc for uc in UseCase.objects.filter(policy_id=draft.policy_id).select_related("review_queue")}
     use_case_vars = {
         pk: {"slug": uc.slug, "risk_tier": uc.risk_tier, "business_unit": uc.business_unit}
@@ -353,9 +351,7 @@ def _report(replay: PolicyReplay, tally: _Tally, draft_rules: tuple, use_cases: 
         "reviewer_hours_per_week": round(hours_total, 2),
         "cost_delta_per_week": str(cost_total),
         "use_cases": per_use_case,
-        "rule_hits": [
-            {"name": name, "effect": effect, **tally.draft_hits[rule_id]} for rule_id, name, effect, _ in draft_rules
-        ],
+        "rule_hits": [{"name": rule.name, "effect": rule.effect, **tally.draft_hits[rule.id]} for rule in draft_rules],
         "baseline_rule_hits": dict(sorted(tally.baseline_hits.items())),
         "sample": tally.sample(),
         "context_missing": tally.context_missing,

@@ -38,7 +38,7 @@ def policy_detail(*, user, pk: int) -> Policy:
             Prefetch(
                 "versions",
                 queryset=PolicyVersion.objects.select_related("author").prefetch_related(
-                    Prefetch("rules", queryset=Rule.objects.order_by("order", "pk")),
+                    Prefetch("rules", queryset=Rule.objects.select_related("review_queue").order_by("order", "pk")),
                     Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
                 ),
             )
@@ -69,13 +69,24 @@ def policy_version_baseline(version: PolicyVersion) -> PolicyVersion | None:
     )
 
 
+DIFF_FIELDS = (
+    "condition",
+    "effect",
+    "description",
+    "reviewers",
+    "review_queue_id",
+    "redact_fields",
+    "redact_patterns",
+)
+
+
 @dataclass
 class RuleChange:
     name: str
     status: str  # added, removed, changed, unchanged
     old: Rule | None
     new: Rule | None
-    fields: list[str] = field(default_factory=list)  # what changed: condition, effect, order, description
+    fields: list[str] = field(default_factory=list)  # what changed: DIFF_FIELDS, and order
 
 
 def policy_version_diff(version: PolicyVersion, against: PolicyVersion | None) -> list[RuleChange]:
@@ -95,7 +106,7 @@ def policy_version_diff(version: PolicyVersion, against: PolicyVersion | None) -
         if old is None:
             changes.append(RuleChange(rule.name, "added", None, rule))
             continue
-        fields = [name for name in ("condition", "effect", "description") if getattr(old, name) != getattr(rule, name)]
+        fields = [name for name in DIFF_FIELDS if getattr(old, name) != getattr(rule, name)]
         if old_rank[key] != new_rank[key]:
             fields.append("order")
         changes.append(RuleChange(rule.name, "changed" if fields else "unchanged", old, rule, fields))

@@ -1,6 +1,7 @@
 """Policy versions: draft → in review → approved (M of N, never by the author) → active → retired."""
 
 import datetime as dt
+import re
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -10,6 +11,7 @@ from apps.core import clock
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
 from apps.core.permissions import has_object_permission
+from apps.reviews.models import ReviewQueue
 
 from .evaluation import ConditionError, compile_condition
 from .models import Approval, ApprovalRequirement, Policy, PolicyVersion, Rule
@@ -25,9 +27,47 @@ def _save(obj, actor: Actor, reason: str = "", **kwargs):
     obj.save(**kwargs)
 
 
+MAX_REVIEWERS = 5
+MAX_REDACTIONS = 20
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def rule_parameter_errors(rule: dict, label: str, key: str) -> dict[str, str]:
+    """Faults of an effect's parameters, including a parameter that the rule's effect would never use."""
+    errors: dict[str, str] = {}
+    effect = rule.get("effect")
+    reviewers = rule.get("reviewers", 1)
+    queue = rule.get("review_queue")
+    fields, patterns = rule.get("redact_fields") or [], rule.get("redact_patterns") or []
+    if isinstance(reviewers, bool) or not isinstance(reviewers, int) or not 1 <= reviewers <= MAX_REVIEWERS:
+        errors[f"{key}.reviewers"] = f"{label}: reviewers is a whole number from 1 to {MAX_REVIEWERS}."
+    elif effect != Rule.Effect.REVIEW and (reviewers != 1 or queue):
+        errors[f"{key}.reviewers"] = f"{label}: reviewers and a queue only apply to a rule that requires review."
+    if queue is not None and not (isinstance(queue, ReviewQueue) or ReviewQueue.objects.filter(pk=queue).exists()):
+        errors[f"{key}.review_queue"] = f"{label}: no such review queue."
+    if not isinstance(fields, list) or not all(isinstance(f, str) and _FIELD_NAME.match(f) for f in fields):
+        errors[f"{key}.redact_fields"] = f"{label}: redacted fields are output field names (letters, digits, _)."
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        errors[f"{key}.redact_patterns"] = f"{label}: redacted patterns are non-empty regular expressions."
+    else:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                errors[f"{key}.redact_patterns"] = f"{label}: pattern {pattern!r} is not valid: {exc}."
+                break
+    if isinstance(fields, list) and isinstance(patterns, list):
+        if len(fields) + len(patterns) > MAX_REDACTIONS:
+            errors[f"{key}.redact_patterns"] = f"{label}: at most {MAX_REDACTIONS} redacted fields and patterns."
+        elif effect != Rule.Effect.REDACT and (fields or patterns):
+            errors[f"{key}.redact_fields"] = f"{label}: redacted fields and patterns only apply to a redact rule."
+    return errors
+
+
 def rules_errors(rules: list[dict]) -> dict[str, str]:
     """Every fault of a rule list, keyed `rules[i].field`: empty name, duplicate name, a condition that does
-    not compile (with line and column), an unknown effect. Forms show them all; services refuse on any."""
+    not compile (with line and column), an unknown effect, effect parameters that are wrong or contradict the
+    effect. Forms show them all; services refuse on any."""
     errors: dict[str, str] = {}
     seen: set[str] = set()
     for index, rule in enumerate(rules):
@@ -44,6 +84,7 @@ def rules_errors(rules: list[dict]) -> dict[str, str]:
             errors[f"rules[{index}].condition"] = f"{label}: {exc}"
         if rule.get("effect") not in Rule.Effect.values:
             errors[f"rules[{index}].effect"] = f"{label}: unknown effect {rule.get('effect')!r}."
+        errors.update(rule_parameter_errors(rule, label, f"rules[{index}]"))
     return errors
 
 
@@ -70,6 +111,10 @@ def policy_version_create(*, actor: Actor, policy: Policy, rules: list[dict], no
                 description=rule.get("description", ""),
                 condition=rule["condition"],
                 effect=rule["effect"],
+                reviewers=rule.get("reviewers", 1),
+                review_queue_id=getattr(rule.get("review_queue"), "pk", rule.get("review_queue")),
+                redact_fields=rule.get("redact_fields") or [],
+                redact_patterns=rule.get("redact_patterns") or [],
             ),
             actor,
         )

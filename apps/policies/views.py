@@ -323,13 +323,23 @@ def policy_version_diff(request, pk: int, version_pk: int):
 
 def _editor_formset(request, policy: Policy) -> RuleFormSet:
     if request.method == "POST":
-        return RuleFormSet(request.POST, prefix="rules")
+        return RuleFormSet(request.POST, prefix="rules", form_kwargs={"policy": policy})
     base = next(iter(policy.versions.all()), None)  # the newest version, to start from
     initial = [
-        {"name": r.name, "condition": r.condition, "effect": r.effect, "description": r.description, "ORDER": i + 1}
+        {
+            "name": r.name,
+            "condition": r.condition,
+            "effect": r.effect,
+            "description": r.description,
+            "reviewers": r.reviewers,
+            "review_queue": r.review_queue_id,
+            "redact_fields": ", ".join(r.redact_fields),
+            "redact_patterns": "\n".join(r.redact_patterns),
+            "ORDER": i + 1,
+        }
         for i, r in enumerate(base.rules.all() if base else ())
     ]
-    return RuleFormSet(prefix="rules", initial=initial)
+    return RuleFormSet(prefix="rules", initial=initial, form_kwargs={"policy": policy})
 
 
 @login_required

@@ -31,7 +31,7 @@ from apps.core.tasks import send_after_commit
 from apps.policies import evaluation
 from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
-from apps.reviews.models import ReviewTask
+from apps.reviews.models import ReviewQueue, ReviewTask
 
 from .controls import Control, use_case_controls
 from .events import event_append, events_build
@@ -280,6 +280,7 @@ class Draft:
     data_gate: list = field(default_factory=list)  # findings of datasets.context_gate on the run's snapshot
     run: Run | None = None
     pipeline_events: list = field(default_factory=list)
+    review_required: bool = False  # a blocking approval for an agent: a person decides even what the policy allows
 
 
 def recommendation_submit(*, actor: Actor, use_case: UseCase, drafts: list[Draft]) -> list[Recommendation]:
@@ -303,6 +304,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
     released = Recommendation.Status.DELIVERING if destinations else Recommendation.Status.APPROVED
     use_case_vars = {"slug": use_case.slug, "risk_tier": use_case.risk_tier, "business_unit": use_case.business_unit}
     sample_rate = use_case.effective_review_sample_rate
+    rule_queues = {}  # a review rule may name its own queue: read once per batch
     now = clock.now()
     planned = []
     for draft in drafts:
@@ -323,11 +325,18 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
         sampled = False
         if use_case.risk_tier == UseCase.RiskTier.PROHIBITED:
             effect = Rule.Effect.BLOCK  # the tier forbids the use: nothing it produces leaves
+        elif effect not in (Rule.Effect.BLOCK, Rule.Effect.REVIEW) and draft.review_required:
+            effect = Rule.Effect.REVIEW
         elif effect not in (Rule.Effect.BLOCK, Rule.Effect.REVIEW) and review_sampled(
             use_case=use_case, draft=draft, rate=sample_rate
         ):
             effect, sampled = Rule.Effect.REVIEW, True
-        if effect == Rule.Effect.REVIEW and queue is None:
+        task_queue = queue
+        if effect == Rule.Effect.REVIEW and not sampled and verdict.review_queue_id:
+            if verdict.review_queue_id not in rule_queues:
+                rule_queues[verdict.review_queue_id] = ReviewQueue.objects.filter(pk=verdict.review_queue_id).first()
+            task_queue = rule_queues[verdict.review_queue_id] or queue
+        if effect == Rule.Effect.REVIEW and task_queue is None:
             # A review is required and nobody can give it: stop rather than deliver unchecked.
             effect = Rule.Effect.BLOCK
         status = {
@@ -350,11 +359,11 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
             decided_at=None if status == Recommendation.Status.QUEUED else now,
             created_by=actor.user,
         )
-        planned.append((draft, verdict, effect, sampled, recommendation))
+        planned.append((draft, verdict, effect, sampled, task_queue, recommendation))
     Recommendation.objects.bulk_create([recommendation for *_, recommendation in planned])
 
     events, decisions, tasks, approved = [], [], [], []
-    for draft, verdict, effect, sampled, recommendation in planned:
+    for draft, verdict, effect, sampled, task_queue, recommendation in planned:
         fired_names = [f["name"] for f in verdict.fired if f["effect"] == effect]
         specs = [
             (
@@ -382,20 +391,23 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
                 reason = "review required but the use case has no review queue"
             specs.append((EventType.BLOCKED, {"rules": fired_names, "reason": reason}))
         elif effect == Rule.Effect.REVIEW:
-            queued = {"queue": queue.name, "rules": fired_names}
+            queued = {"queue": task_queue.name, "rules": fired_names}
             if sampled:
                 queued.update(sample=True, sample_rate=str(sample_rate), effect=verdict.effect)
+            elif verdict.reviewers > 1:
+                queued["reviewers"] = verdict.reviewers
             specs.append((EventType.QUEUED, queued))
             reasons = [f for f in verdict.fired if f["effect"] == Rule.Effect.REVIEW]
             tasks.append(
                 ReviewTask(
-                    queue=queue,
+                    queue=task_queue,
                     recommendation=recommendation,
                     priority=len(reasons) + (1 if use_case.risk_tier == UseCase.RiskTier.HIGH else 0),
                     reasons=reasons,
                     is_sample=sampled,
+                    required_reviews=queued.get("reviewers", 1),
                     created_at=now,
-                    due_at=now + queue.sla,
+                    due_at=now + task_queue.sla,
                 )
             )
         else:

@@ -149,7 +149,7 @@ def test_matches_runs_with_a_cached_pattern_and_agrees_with_cel(condition, text,
     assert ".rematch(" in compile_condition(condition).source
     ours = evaluation.evaluate(
         None,
-        rules=((1, "r", Rule.Effect.BLOCK, condition),),
+        rules=(evaluation.RuleSpec(1, "r", Rule.Effect.BLOCK, condition),),
         output={"text": text},
         context={},
         action={},
@@ -172,7 +172,7 @@ def test_a_bad_matches_pattern_is_refused_at_its_position():
 def test_matches_on_a_non_string_fails_safe_to_review():
     verdict = evaluation.evaluate(
         None,
-        rules=((1, "Number as text", Rule.Effect.ALLOW, 'output.score.matches("1")'),),
+        rules=(evaluation.RuleSpec(1, "Number as text", Rule.Effect.ALLOW, 'output.score.matches("1")'),),
         output={"text": "x", "score": 1},
         context={},
         action={},

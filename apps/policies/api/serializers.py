@@ -6,7 +6,18 @@ from apps.policies.models import Approval, Policy, PolicyVersion, Rule
 class RuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Rule
-        fields = ["id", "order", "name", "description", "condition", "effect"]
+        fields = [
+            "id",
+            "order",
+            "name",
+            "description",
+            "condition",
+            "effect",
+            "reviewers",
+            "review_queue",
+            "redact_fields",
+            "redact_patterns",
+        ]
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
