@@ -105,7 +105,7 @@ def use_case_controls(use_case: UseCase) -> list[Control]:
     dataset = use_case.source_dataset
     model = use_case.model_endpoint
     fallback = use_case.fallback_endpoint
-    configuration = reverse("workflows:use-case-detail", args=[use_case.slug]) + "#configuration"
+    configuration = reverse("workflows:use-case-settings", args=[use_case.slug])
     connectors = reverse("connectors:connector-list")
     controls = []
 

@@ -1,9 +1,15 @@
 from decimal import Decimal
 
 from django import forms
+from django.contrib.auth import get_user_model
+
+from apps.connectors.models import Connector, Destination, SourceDataset
+from apps.core.permissions import restrict
+from apps.policies.models import Policy
+from apps.reviews.models import ReviewQueue
 
 from .models import UseCase
-from .services import REASON_MAX_CHARS
+from .services import REASON_MAX_CHARS, SETTINGS_FIELDS
 
 REASON_REQUIRED = {"required": "Say why: a reason is required."}
 
@@ -37,3 +43,46 @@ class SampleRateForm(forms.Form):
     def rate(self) -> Decimal | None:
         percent = self.cleaned_data.get("percent")
         return None if percent is None else (percent / 100).quantize(Decimal("0.001"))
+
+
+class UseCaseSettingsForm(forms.ModelForm):
+    """What a use case reads, calls, applies and delivers to, and its ROI baseline; the choices are the
+    connectors the user may use and the policies they can see (the service checks again)."""
+
+    destinations = forms.ModelMultipleChoiceField(queryset=Destination.objects.none(), required=False)
+    reason = forms.CharField(
+        max_length=REASON_MAX_CHARS,
+        error_messages=REASON_REQUIRED,
+        help_text="Required; kept in the use case's history with your name.",
+    )
+
+    class Meta:
+        model = UseCase
+        fields = [*SETTINGS_FIELDS, "destinations"]
+        widgets = {"purpose": forms.Textarea(attrs={"rows": 2}), "risk_reason": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        usable = restrict(Connector.objects.all(), user, "use_connector")
+        models = usable.filter(kind__in=Connector.MODEL_KINDS).order_by("name")
+        self.fields["model_endpoint"].queryset = models
+        self.fields["fallback_endpoint"].queryset = models
+        self.fields["source_dataset"].queryset = SourceDataset.objects.filter(connector__in=usable).select_related(
+            "connector"
+        )
+        self.fields["destinations"].queryset = Destination.objects.filter(connector__in=usable).select_related(
+            "connector"
+        )
+        self.fields["policy"].queryset = restrict(Policy.objects.all(), user, "view_policy").order_by("name")
+        self.fields["review_queue"].queryset = ReviewQueue.objects.order_by("name")
+        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        # A choice already made stays selectable, so saving other fields never drops it silently.
+        for field in ("model_endpoint", "fallback_endpoint", "source_dataset", "policy"):
+            current = getattr(self.instance, f"{field}_id", None)
+            if current:
+                model = self.fields[field].queryset.model
+                self.fields[field].queryset = self.fields[field].queryset | model.objects.filter(pk=current)
+        if self.instance.pk:
+            self.fields["destinations"].queryset = (
+                self.fields["destinations"].queryset | self.instance.destinations.all()
+            ).distinct()

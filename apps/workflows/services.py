@@ -572,3 +572,102 @@ def use_case_sample_rate_set(*, actor: Actor, use_case: UseCase, rate: Decimal |
         use_case._change_reason = reason
         use_case.save(update_fields=["review_sample_rate", "updated_at"])
     return use_case
+
+
+SETTINGS_FIELDS = (
+    "name",
+    "purpose",
+    "owner",
+    "risk_tier",
+    "risk_reason",
+    "source_dataset",
+    "model_endpoint",
+    "fallback_endpoint",
+    "policy",
+    "review_queue",
+    "sla_breach_action",
+    "model_timeout_seconds",
+    "model_max_attempts",
+    "manual_minutes_per_item",
+    "hourly_cost",
+    "value_per_accepted",
+)
+MAX_MODEL_TIMEOUT_SECONDS = 120
+MAX_MODEL_ATTEMPTS = 10
+
+
+def _settings_errors(actor: Actor, use_case: UseCase, destinations) -> list[tuple[str, str]]:
+    """(field, message) for each setting that is out of range, not the actor's to use, or contradicts another."""
+    errors = []
+    user = actor.user
+    for name in ("model_endpoint", "fallback_endpoint"):
+        endpoint = getattr(use_case, name)
+        if endpoint is not None and not endpoint.is_model_endpoint:
+            errors.append((name, f"{endpoint} is not a model endpoint."))
+    if use_case.model_endpoint_id and use_case.model_endpoint_id == use_case.fallback_endpoint_id:
+        errors.append(("fallback_endpoint", "The fallback must be another endpoint than the model endpoint."))
+    connectors = [
+        (field, connector)
+        for field, connector in (
+            ("model_endpoint", use_case.model_endpoint),
+            ("fallback_endpoint", use_case.fallback_endpoint),
+            ("source_dataset", use_case.source_dataset.connector if use_case.source_dataset else None),
+            *(("destinations", destination.connector) for destination in destinations),
+        )
+        if connector is not None
+    ]
+    for name, connector in connectors:
+        if not has_object_permission(user, "use_connector", connector):
+            errors.append((name, f"You may not use the connector {connector.name} in use cases."))
+    if use_case.policy is not None and not has_object_permission(user, "view_policy", use_case.policy):
+        errors.append(("policy", "No such policy, or you may not see it."))
+    if use_case.risk_tier in (UseCase.RiskTier.HIGH, UseCase.RiskTier.PROHIBITED) and not use_case.risk_reason.strip():
+        errors.append(("risk_reason", "Say why the use case is in this risk tier."))
+    if use_case.risk_tier == UseCase.RiskTier.PROHIBITED and use_case.status in UseCase.RUNNABLE_STATUSES:
+        errors.append(("risk_tier", "A prohibited use case may not run: pause or retire it first."))
+    if not 0 < use_case.model_timeout_seconds <= MAX_MODEL_TIMEOUT_SECONDS:
+        errors.append(
+            ("model_timeout_seconds", f"The timeout is more than 0 and at most {MAX_MODEL_TIMEOUT_SECONDS} s.")
+        )
+    if not 1 <= use_case.model_max_attempts <= MAX_MODEL_ATTEMPTS:
+        errors.append(("model_max_attempts", f"Attempts are 1 to {MAX_MODEL_ATTEMPTS}."))
+    for name in ("manual_minutes_per_item", "hourly_cost", "value_per_accepted"):
+        if getattr(use_case, name) < 0:
+            errors.append((name, "This figure cannot be negative."))
+    return errors
+
+
+def use_case_settings_update(
+    *, actor: Actor, use_case: UseCase, values: dict, destinations=None, reason: str
+) -> UseCase:
+    """Change a use case's settings (SETTINGS_FIELDS, and its destinations when given). Needs change_usecase
+    and a reason, kept in history. Each connector it names must be one the actor may use, the policy one they
+    can see. A use case in production keeps all seven controls: a change that would fail one is refused (pause
+    it first). All or nothing."""
+    _require_change(actor, use_case)
+    unknown = set(values) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise ServiceError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    reason = _reason(reason)
+    with transaction.atomic():
+        use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
+        for name, value in values.items():
+            setattr(use_case, name, value)
+        destinations = list(use_case.destinations.all()) if destinations is None else list(destinations)
+        errors = _settings_errors(actor, use_case, destinations)
+        if errors:
+            raise ServiceError(errors[0][1], field=errors[0][0])
+        use_case._history_user = actor.history_user
+        use_case._change_reason = reason
+        use_case.save()
+        use_case.destinations.set(destinations)
+        if use_case.status == UseCase.Status.PRODUCTION:
+            failing = [control for control in use_case_controls(use_case) if not control.passed]
+            if failing:  # raising rolls the save back
+                listed = "; ".join(f"{control.name}: {control.reason}" for control in failing)
+                raise Conflict(
+                    f"In production every control must stay in place; this change fails: {listed}. "
+                    "Pause the use case first.",
+                    code="controls_failing",
+                )
+    return use_case

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<slug:slug>/", views.use_case_detail, name="use-case-detail"),
     path("<slug:slug>/transition/", views.use_case_transition, name="use-case-transition"),
     path("<slug:slug>/sampling/", views.use_case_sampling, name="use-case-sampling"),
+    path("<slug:slug>/settings/", views.use_case_settings, name="use-case-settings"),
 ]

@@ -2,9 +2,10 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from apps.core.actors import Actor
 from apps.core.exceptions import PermissionDenied, ServiceError
@@ -15,10 +16,19 @@ from apps.policies.selectors import policy_versions_awaiting_approval
 
 from . import selectors, services
 from .controls import use_case_controls, with_control_data
-from .forms import SampleRateForm, UseCaseTransitionForm
+from .forms import SampleRateForm, UseCaseSettingsForm, UseCaseTransitionForm
 from .models import UseCase
 
 RECENT = 20
+SETTINGS_SECTIONS = (
+    ("Purpose and risk", ("name", "purpose", "owner", "risk_tier", "risk_reason")),
+    (
+        "Systems and model",
+        ("source_dataset", "model_endpoint", "fallback_endpoint", "model_timeout_seconds", "model_max_attempts"),
+    ),
+    ("Policy, review and delivery", ("policy", "review_queue", "sla_breach_action", "destinations")),
+    ("ROI baseline", ("manual_minutes_per_item", "hourly_cost", "value_per_accepted")),
+)
 
 
 @login_required
@@ -162,3 +172,36 @@ def use_case_sampling(request, slug: str):
         )
 
     return _governance_answer(request, use_case, form, "sampling", save, "Review sampling updated.")
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def use_case_settings(request, slug: str):
+    """Edit what the use case reads, calls, applies and delivers to, its risk tier and ROI baseline
+    (services.use_case_settings_update checks and records it); 403 for someone who may only view it."""
+    use_case = _use_case_or_404(request, slug)
+    if not has_object_permission(request.user, "change_usecase", use_case):
+        raise DjangoPermissionDenied("You may not change this use case.")
+    form = UseCaseSettingsForm(request.POST or None, instance=use_case, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        values = {field: form.cleaned_data[field] for field in services.SETTINGS_FIELDS}
+        try:
+            services.use_case_settings_update(
+                actor=Actor.from_request(request),
+                use_case=use_case,
+                values=values,
+                destinations=form.cleaned_data["destinations"],
+                reason=form.cleaned_data["reason"],
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("workflows:use-case-detail", slug=use_case.slug)
+    for field in form:  # Bootstrap classes and error wiring, so the template stays one loop
+        css = "form-select" if field.widget_type in ("select", "selectmultiple") else "form-control"
+        field.field.widget.attrs["class"] = css + (" is-invalid" if field.errors else "")
+        if field.errors:
+            field.field.widget.attrs["aria-describedby"] = f"{field.auto_id}-error"
+    context = {"use_case": use_case, "form": form, "sections": SETTINGS_SECTIONS}
+    return render_page(request, "workflows/use_case_settings.html", fragment="settings-form", context=context)

@@ -154,7 +154,7 @@ def test_the_scorecard_links_each_missing_thing_to_its_page(client, world):
     page = client.get(reverse("workflows:use-case-detail", args=[world.replies.slug])).content.decode()
     dataset = reverse("connectors:dataset-detail", args=[world.tickets.connector_id, world.tickets.pk])
     assert f'No freshness SLA on the source Tickets — <a href="{dataset}">fix it</a>' in page
-    configuration = reverse("workflows:use-case-detail", args=[world.replies.slug]) + "#configuration"
+    configuration = reverse("workflows:use-case-settings", args=[world.replies.slug])
     assert f'No fallback model endpoint — <a href="{configuration}">fix it</a>' in page
 
 

@@ -290,7 +290,8 @@ def build_world(*, demo_dir: Path, password: str, now: dt.datetime, artifacts_re
     for connector in (w.crm_connector, w.churn_model, w.churn_fallback, w.reply_model):
         for codename in CODENAMES["connector"]:
             object_permission_grant(group=integrator, codename=codename, obj=connector)
-        object_permission_grant(group=governance, codename="view_connector", obj=connector)
+        for codename in ("view_connector", "use_connector"):  # officers wire connectors into use cases
+            object_permission_grant(group=governance, codename=codename, obj=connector)
     for queue, team, use_case in (
         (w.churn_queue, w.churn_reviewers, w.churn),
         (w.replies_queue, w.support_reviewers, w.replies),
