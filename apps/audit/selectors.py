@@ -9,16 +9,18 @@ from django.utils.dateparse import parse_datetime
 
 from apps.connectors.models import Connector, Destination, SourceDataset
 from apps.core.permissions import restrict
+from apps.governance.models import ControlItem, UseCaseControlItem
+from apps.monitoring.models import Alert
 from apps.permissions.models import ApiKey
-from apps.policies.models import Policy, PolicyVersion, Rule
-from apps.reviews.models import ReviewQueue
+from apps.policies.models import ApprovalRequirement, Policy, PolicyVersion, Rule
+from apps.reviews.models import ApprovalRequest, ReviewQueue
 from apps.workflows.models import RecommendationEvent, UseCase
 from apps.workflows.selectors import recommendation_list
 
 PAGE_SIZE = 50
 EVENTS = "event"
 # Values never shown in a diff, even to an admin: they are credentials or derived from them.
-HIDDEN_FIELDS = {"key_digest", "secrets_ciphertext"}
+HIDDEN_FIELDS = {"key_digest", "secrets_ciphertext", "callback_secret_ciphertext"}
 
 # The governed models in a fixed order: the order breaks ties between rows with the same time.
 GOVERNED: dict[str, type[Model]] = {
@@ -31,6 +33,10 @@ GOVERNED: dict[str, type[Model]] = {
     "sourcedataset": SourceDataset,
     "destination": Destination,
     "apikey": ApiKey,
+    "approvalrequirement": ApprovalRequirement,
+    "usecasecontrolitem": UseCaseControlItem,
+    "alert": Alert,
+    "approvalrequest": ApprovalRequest,
 }
 SOURCES = [*GOVERNED, EVENTS]
 SOURCE_LABELS = {key: model._meta.verbose_name.capitalize() for key, model in GOVERNED.items()} | {
@@ -88,6 +94,12 @@ def _visible_history(key: str, user) -> QuerySet:
             return history.filter(connector_id__in=connectors)
         case "apikey":
             return history.filter(user_id=user.pk)
+        case "approvalrequirement":
+            return history.filter(policy_id__in=policies)
+        case "usecasecontrolitem" | "approvalrequest":
+            return history.filter(use_case_id__in=use_cases)
+        case "alert":
+            return history.filter(Q(use_case_id__in=use_cases) | Q(connector_id__in=connectors))
     return history.none()
 
 
@@ -135,6 +147,20 @@ def _labelled(key: str, rows: QuerySet) -> QuerySet:
             return rows.annotate(
                 connector_name=Subquery(Connector.objects.filter(pk=OuterRef("connector_id")).values("name")[:1])
             )
+        case "approvalrequirement":
+            return rows.annotate(
+                policy_name=Subquery(Policy.objects.filter(pk=OuterRef("policy_id")).values("name")[:1])
+            ).select_related("group")
+        case "usecasecontrolitem":
+            return rows.annotate(
+                use_case_name=Subquery(UseCase.objects.filter(pk=OuterRef("use_case_id")).values("name")[:1]),
+                use_case_slug=Subquery(UseCase.objects.filter(pk=OuterRef("use_case_id")).values("slug")[:1]),
+                item_title=Subquery(ControlItem.objects.filter(pk=OuterRef("item_id")).values("title")[:1]),
+            )
+        case "approvalrequest":
+            return rows.annotate(
+                use_case_name=Subquery(UseCase.objects.filter(pk=OuterRef("use_case_id")).values("name")[:1])
+            )
     return rows
 
 
@@ -155,6 +181,15 @@ def _subject(key: str, row) -> tuple[str, tuple]:
             return row.name, ("connectors",)
         case "apikey":
             return f"{row.name} ({row.prefix}…)", ("connectors",)
+        case "approvalrequirement":
+            group = row.group.name if row.group else "a deleted group"
+            return f"{row.policy_name}: {row.count} approval(s) from {group}", ("policy", row.policy_id)
+        case "usecasecontrolitem":
+            return f"{row.use_case_name}: “{row.item_title}”", ("usecase", row.use_case_slug)
+        case "alert":
+            return row.title, ()
+        case "approvalrequest":
+            return f"Approval {row.public_id} ({row.use_case_name})", ("trace", row.recommendation_id)
     return row.name, ()
 
 

@@ -166,3 +166,26 @@ def test_trace_of_a_run_shows_source_record_and_model(client, world, django_capt
     assert "Context gathered" in body and "Chain verified ✓" in body
     detail = c.get(reverse("workflows:use-case-detail", args=[world.churn.slug])).content.decode()
     assert f"<td>{run.pk}</td>" in detail and " ms</td>" in detail and "Succeeded" in detail
+
+
+def test_checklist_and_approval_requirement_changes_are_in_the_trail(world, outsider):
+    from django.contrib.auth.models import Group
+
+    from apps.governance.models import UseCaseControlItem
+    from apps.governance.services import control_pack_load, use_case_checklist_apply, use_case_control_item_set
+    from apps.policies.services import policy_approval_requirements_set
+
+    officer = Actor(user=world.governance)
+    pack = control_pack_load(actor=Actor(user=world.admin), slug="nist-ai-rmf").pack
+    use_case_checklist_apply(actor=officer, use_case=world.replies, pack=pack)
+    item = UseCaseControlItem.objects.filter(use_case=world.replies).first()
+    use_case_control_item_set(actor=officer, item=item, status="met", note="Documented in the runbook")
+    policy_approval_requirements_set(
+        actor=officer, policy=world.replies_policy, requirements=[(Group.objects.get(name="Governance officer"), 1)]
+    )
+    checklist, _ = audit_trail(user=world.governance, type="usecasecontrolitem")
+    assert checklist[0].subject.startswith(world.replies.name) and checklist[0].actor == "governance"
+    assert {"field": "status", "old": "open", "new": "met"} in checklist[0].changes
+    requirements, _ = audit_trail(user=world.governance, type="approvalrequirement")
+    assert requirements[0].subject == f"{world.replies_policy.name}: 1 approval(s) from Governance officer"
+    assert audit_trail(user=outsider, type="usecasecontrolitem") == ([], None)
