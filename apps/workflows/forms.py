@@ -86,3 +86,20 @@ class UseCaseSettingsForm(forms.ModelForm):
             self.fields["destinations"].queryset = (
                 self.fields["destinations"].queryset | self.instance.destinations.all()
             ).distinct()
+
+
+class UseCaseProposeForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    business_unit = forms.ChoiceField(help_text="A unit whose use cases you govern.")
+    purpose = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=4000)
+    risk_tier = forms.ChoiceField(choices=UseCase.RiskTier.choices, initial=UseCase.RiskTier.LIMITED)
+    risk_reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        max_length=4000,
+        help_text="Required for high and prohibited: which EU AI Act category, and why.",
+    )
+
+    def __init__(self, *args, business_units: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["business_unit"].choices = [(unit, unit) for unit in business_units]

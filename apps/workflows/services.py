@@ -10,7 +10,10 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+from guardian.shortcuts import assign_perm
 
 from apps.connectors import datasets
 from apps.connectors.clients.errors import ConnectorError, ModelCallError
@@ -26,8 +29,9 @@ from apps.connectors.services import connector_outcome_record
 from apps.core import clock, metrics
 from apps.core.actors import Actor
 from apps.core.exceptions import Conflict, NotFound, PermissionDenied, ServiceError
-from apps.core.permissions import has_object_permission
+from apps.core.permissions import has_object_permission, restrict
 from apps.core.tasks import send_after_commit
+from apps.permissions.services import object_permission_grant
 from apps.policies import evaluation
 from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
@@ -35,7 +39,7 @@ from apps.reviews.models import ReviewQueue, ReviewTask
 
 from .controls import Control, use_case_controls
 from .events import event_append, events_build
-from .models import ContextSnapshot, Recommendation, RecommendationEvent, Run, UseCase
+from .models import ContextSnapshot, Recommendation, RecommendationEvent, Run, UseCase, UseCaseGroupObjectPermission
 
 EventType = RecommendationEvent.Type
 logger = logging.getLogger(__name__)
@@ -670,4 +674,57 @@ def use_case_settings_update(
                     "Pause the use case first.",
                     code="controls_failing",
                 )
+    return use_case
+
+
+def business_units_led(user) -> list[str]:
+    """The business units whose use cases `user` may change (a superuser: every unit in use)."""
+    use_cases = UseCase.objects.all() if user.is_superuser else restrict(UseCase.objects.all(), user, "change_usecase")
+    return sorted(set(use_cases.values_list("business_unit", flat=True)))
+
+
+def use_case_propose(
+    *, actor: Actor, name: str, business_unit: str, purpose: str = "", risk_tier: str, risk_reason: str = ""
+) -> UseCase:
+    """Register a new use case as proposed, owned by the actor, in a business unit whose use cases the actor
+    already governs. The unit's officers (groups that may change its use cases) and the actor get view and
+    change on it; connectors, policy and queue are set afterwards (use_case_settings_update)."""
+    user = actor.user
+    name, business_unit = (name or "").strip(), (business_unit or "").strip()
+    if not name:
+        raise ServiceError("A name is required.", field="name")
+    if business_unit not in business_units_led(user):
+        raise PermissionDenied("You may only propose use cases in a business unit you govern.")
+    if risk_tier not in UseCase.RiskTier.values:
+        raise ServiceError(f"Unknown risk tier {risk_tier!r}.", field="risk_tier")
+    if risk_tier in (UseCase.RiskTier.HIGH, UseCase.RiskTier.PROHIBITED) and not risk_reason.strip():
+        raise ServiceError("Say why the use case is in this risk tier.", field="risk_reason")
+    base = slugify(name)[:50] or "use-case"
+    with transaction.atomic():
+        slug, n = base, 1
+        while UseCase.objects.filter(slug=slug).exists():
+            n += 1
+            slug = f"{base}-{n}"
+        use_case = UseCase(
+            slug=slug,
+            name=name,
+            business_unit=business_unit,
+            purpose=purpose,
+            owner=user,
+            risk_tier=risk_tier,
+            risk_reason=risk_reason,
+            status=UseCase.Status.PROPOSED,
+        )
+        use_case._history_user = actor.history_user
+        use_case._change_reason = "Proposed"
+        use_case.save()
+        unit_officers = Group.objects.filter(
+            pk__in=UseCaseGroupObjectPermission.objects.filter(
+                permission__codename="change_usecase", content_object__business_unit=business_unit
+            ).values("group_id")
+        )
+        for codename in ("view_usecase", "change_usecase"):
+            for group in unit_officers:
+                object_permission_grant(group=group, codename=codename, obj=use_case)
+            assign_perm(codename, user, use_case)
     return use_case

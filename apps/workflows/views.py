@@ -16,7 +16,7 @@ from apps.policies.selectors import policy_versions_awaiting_approval
 
 from . import selectors, services
 from .controls import use_case_controls, with_control_data
-from .forms import SampleRateForm, UseCaseSettingsForm, UseCaseTransitionForm
+from .forms import SampleRateForm, UseCaseProposeForm, UseCaseSettingsForm, UseCaseTransitionForm
 from .models import UseCase
 
 RECENT = 20
@@ -45,6 +45,7 @@ def use_case_list(request):
         row["passed"] = sum(control.passed for control in row["controls"])
     context = {
         "rows": rows,
+        "can_propose": bool(services.business_units_led(request.user)),
         "status": status,
         "statuses": UseCase.Status.choices,
         "awaiting": policy_versions_awaiting_approval(user=request.user)[:50],
@@ -198,10 +199,35 @@ def use_case_settings(request, slug: str):
         else:
             messages.success(request, "Settings saved.")
             return redirect("workflows:use-case-detail", slug=use_case.slug)
-    for field in form:  # Bootstrap classes and error wiring, so the template stays one loop
+    _styled(form)
+    context = {"use_case": use_case, "form": form, "sections": SETTINGS_SECTIONS}
+    return render_page(request, "workflows/use_case_settings.html", fragment="settings-form", context=context)
+
+
+def _styled(form) -> None:
+    """Bootstrap classes and error wiring on every widget, so templates render fields in one loop."""
+    for field in form:
         css = "form-select" if field.widget_type in ("select", "selectmultiple") else "form-control"
         field.field.widget.attrs["class"] = css + (" is-invalid" if field.errors else "")
         if field.errors:
             field.field.widget.attrs["aria-describedby"] = f"{field.auto_id}-error"
-    context = {"use_case": use_case, "form": form, "sections": SETTINGS_SECTIONS}
-    return render_page(request, "workflows/use_case_settings.html", fragment="settings-form", context=context)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def use_case_propose(request):
+    """Register a new use case (proposed) in a business unit the user governs; then its settings page."""
+    units = services.business_units_led(request.user)
+    if not units:
+        raise DjangoPermissionDenied("You govern no business unit.")
+    form = UseCaseProposeForm(request.POST or None, business_units=units)
+    if request.method == "POST" and form.is_valid():
+        try:
+            use_case = services.use_case_propose(actor=Actor.from_request(request), **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"{use_case.name} is proposed. Connect its systems, policy and queue here.")
+            return redirect("workflows:use-case-settings", slug=use_case.slug)
+    _styled(form)
+    return render_page(request, "workflows/use_case_propose.html", fragment="propose-form", context={"form": form})

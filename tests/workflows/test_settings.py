@@ -109,3 +109,31 @@ def test_the_page_is_forbidden_to_viewers_and_hidden_from_others(client, world, 
     assert client.post(url, {"reason": "x"}).status_code == 403
     client.force_login(outsider)
     assert client.get(url).status_code == 404
+
+
+def test_an_officer_proposes_a_use_case_in_their_unit(client, world):
+    client.force_login(world.governance)
+    url = reverse("workflows:use-case-propose")
+    assert "Propose a use case" in client.get(reverse("workflows:use-case-list")).content.decode()
+    body = client.post(url, {"name": "Invoice triage", "business_unit": "Sales", "risk_tier": "high"}).content.decode()
+    assert "Risk reason: Say why the use case is in this risk tier." in body
+    assert not UseCase.objects.filter(name="Invoice triage").exists()
+    response = client.post(
+        url, {"name": "Invoice triage", "business_unit": "Sales", "risk_tier": "limited", "purpose": "Route invoices"}
+    )
+    use_case = UseCase.objects.get(name="Invoice triage")
+    assert response.url == reverse("workflows:use-case-settings", args=[use_case.slug])
+    assert (use_case.status, use_case.owner, use_case.business_unit) == ("proposed", world.governance, "Sales")
+    assert use_case.history.first().history_change_reason == "Proposed"
+    assert client.get(reverse("workflows:use-case-detail", args=[use_case.slug])).status_code == 200
+
+
+def test_proposing_is_limited_to_units_one_governs(client, world, outsider):
+    from apps.workflows.services import use_case_propose
+
+    with pytest.raises(PermissionDenied):
+        use_case_propose(actor=Actor(user=world.governance), name="X", business_unit="Finance", risk_tier="minimal")
+    client.force_login(world.executive)
+    assert client.get(reverse("workflows:use-case-propose")).status_code == 403
+    client.force_login(outsider)
+    assert client.post(reverse("workflows:use-case-propose"), {"name": "X"}).status_code == 403
