@@ -32,8 +32,21 @@ def test_integrator_sees_connectors_without_secrets(client, world):
     assert "Your API keys" in body
 
 
-def test_governance_views_but_cannot_test(client, world):
-    c = _login(client, world.governance)
+@pytest.fixture
+def viewer(world):
+    """A user whose group may only view the CRM connector."""
+    from django.contrib.auth.models import Group
+
+    from apps.permissions.services import object_permission_grant
+
+    group = Group.objects.create(name="Connector viewers")
+    object_permission_grant(group=group, codename="view_connector", obj=world.crm_connector)
+    world.outsider.groups.add(group)
+    return world.outsider
+
+
+def test_a_view_only_user_cannot_test(client, world, viewer):
+    c = _login(client, viewer)
     body = c.get(reverse("connectors:connector-list")).content.decode()
     assert escape(world.crm_connector.name) in body
     assert reverse("connectors:connector-test", args=[world.crm_connector.pk]) not in body
@@ -197,8 +210,8 @@ def test_detail_shows_settings_health_datasets_destinations_grants_and_history(c
     assert "History" in body and "Ada Admin" in body  # the demo was built by the admin
 
 
-def test_view_only_user_sees_the_page_but_no_actions(client, world):
-    body = _login(client, world.governance).get(reverse("connectors:connector-detail", args=[world.crm_connector.pk]))
+def test_view_only_user_sees_the_page_but_no_actions(client, world, viewer):
+    body = _login(client, viewer).get(reverse("connectors:connector-detail", args=[world.crm_connector.pk]))
     body = body.content.decode()
     assert escape(world.crm_connector.name) in body
     for action in ("Test connection", "List tables and objects", "Edit settings", "New dataset", ">Grant<"):
