@@ -7,11 +7,14 @@ side by side in one run:
 - a model-endpoint call through the pipeline's model step vs the same call made directly (bench/model_overhead.py)
 - policy evaluation on ten rules with the PII scan vs the same rules in cel-python (bench/policy_eval.py)
 - a replay of 1,000,000 stored outputs against the 5-minute target (bench/replay.py)
+- the review desk's queue fragment at 10k/100k/1M tasks vs the Django admin changelist, and claim-next under
+  8 concurrent reviewers (bench/review_queue.py)
 
 One line per measure: `BENCH <name> value=<v><unit> baseline=<b><unit> ratio=<r> target=<t> ok|short`.
 
 Usage: .venv/bin/python bench/run.py [--concurrency 4] [--single 1500] [--batches 20] [--model-calls 300]
-       [--policy-seconds 5] [--replay-outputs 1000000] [--profile]
+       [--policy-seconds 5] [--replay-outputs 1000000]
+       [--review-queue-sizes 10000,100000,1000000] [--profile]
 Env: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/doorstep_bench); the database is
 dropped and recreated on every run.
 """
@@ -37,6 +40,7 @@ os.environ["CELERY_BROKER_URL"] = "memory://"
 
 from bench import model_overhead, policy_eval  # noqa: E402 - needs ROOT on the path
 from bench import replay as replay_bench  # noqa: E402
+from bench import review_queue as review_queue_bench  # noqa: E402
 
 # Time budgets (seconds): a phase stops launching requests when the next one would not finish within its
 # budget, so the whole run stays under ~3 minutes even on a slow or busy machine; throughput is items / time.
@@ -362,6 +366,11 @@ def main() -> int:
     parser.add_argument(
         "--replay-outputs", type=int, default=1_000_000, help="outputs replayed (default 1,000,000; 0 skips)"
     )
+    parser.add_argument(
+        "--review-queue-sizes",
+        default="10000,100000,1000000",
+        help="review tasks in the queue for the review desk measures, ascending (default 10k,100k,1M; '' skips)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the single and stock posts in-process")
     args = parser.parse_args()
 
@@ -424,6 +433,8 @@ def main() -> int:
         model_calls = model_overhead.measure(churn_pk, args.model_calls)
         policy_stats = policy_eval.measure(args.policy_seconds)
         replay_stats = replay_bench.measure(args.replay_outputs) if args.replay_outputs else None
+        queue_sizes = sorted(int(size) for size in args.review_queue_sizes.split(",") if size.strip())
+        review_queue_stats = review_queue_bench.measure(queue_sizes) if queue_sizes else None
 
         for label, result in (("single", single), ("stock", baseline), ("review", review), ("batch", batch)):
             print(
@@ -458,6 +469,8 @@ def main() -> int:
         policy_eval.report(policy_stats, line)
         if replay_stats:
             replay_bench.report(replay_stats, line)
+        if review_queue_stats:
+            review_queue_bench.report(review_queue_stats, line)
 
         if args.profile:
             profile(key, churn_pk)

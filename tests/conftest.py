@@ -46,6 +46,37 @@ def outsider(world):
 
 
 @pytest.fixture
+def reviewer_client(client, world):
+    client.force_login(world.reviewer)
+    return client
+
+
+@pytest.fixture
+def second_reviewer(world):
+    """Another reviewer of the churn queue."""
+    user = UserFactory(username="reviewer-two")
+    user.groups.add(world.churn_reviewers)
+    return user
+
+
+@pytest.fixture
+def lead(world):
+    """A lead of the churn queue: in the queue's lead group, with review and lead grants."""
+    from django.contrib.auth.models import Group
+
+    from apps.permissions.services import object_permission_grant
+
+    group = Group.objects.create(name="Churn leads")
+    for codename in ("view_reviewqueue", "review_reviewqueue", "lead_reviewqueue"):
+        object_permission_grant(group=group, codename=codename, obj=world.churn_queue)
+    world.churn_queue.lead_group = group
+    world.churn_queue.save()
+    user = UserFactory(username="churn-lead")
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
 def queued_recommendation(world):
     """A recommendation that the active policy sends to review (low confidence / refund promise)."""
     from apps.workflows.services import Draft, recommendation_submit

@@ -25,6 +25,7 @@ class ApiKey(models.Model):
         RUNS_WRITE = "runs:write", "Trigger runs"
         FEEDBACK_WRITE = "feedback:write", "Send feedback events"
         USE_CASES_WRITE = "use_cases:write", "Move use cases through their lifecycle"
+        APPROVALS_WRITE = "approvals:write", "Request blocking approvals (and poll them)"
         READ = "read", "Read"
 
     name = models.CharField(max_length=100)

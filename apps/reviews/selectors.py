@@ -1,11 +1,13 @@
 from datetime import datetime
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Count, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 
 from apps.core import clock
 from apps.core.permissions import restrict
 
-from .models import ReviewQueue, ReviewTask
+from .models import ReviewQueue, ReviewTask, ReviewVerdict
 
 
 def queue_list(*, user) -> QuerySet[ReviewQueue]:
@@ -17,6 +19,11 @@ def queue_list(*, user) -> QuerySet[ReviewQueue]:
         oldest_pending=Min("tasks__created_at", filter=pending),
         overdue_count=Count("tasks", filter=pending & Q(tasks__due_at__lt=now)),
     )
+
+
+def queue_get(*, user, pk: int) -> ReviewQueue:
+    """One queue the user may review, without counters (they count the queue's tasks); DoesNotExist otherwise."""
+    return restrict(ReviewQueue.objects.all(), user, "review_reviewqueue").get(pk=pk)
 
 
 def task_list(*, user, queue: ReviewQueue | None = None, status: str | None = None) -> QuerySet[ReviewTask]:
@@ -44,12 +51,36 @@ def task_get(*, user, pk: int) -> ReviewTask:
     )
 
 
-def claimable(now: datetime, *, user=None) -> Q:
-    """Tasks nobody holds: open, or claimed with an expired lease (and, given `user`, their own claims)."""
+def claimable(now: datetime, *, user=None, lead: bool = False) -> Q:
+    """Tasks nobody holds: open, or claimed with an expired lease; for a lead of the queue also escalated and
+    adjudication items nobody holds (and, given `user`, their own claims)."""
     condition = Q(status=ReviewTask.Status.OPEN) | Q(status=ReviewTask.Status.CLAIMED, lease_expires_at__lt=now)
+    if lead:
+        condition |= lead_claimable(now)
     if user is not None:
-        condition |= Q(status=ReviewTask.Status.CLAIMED, claimed_by=user)
+        condition |= Q(status__in=held_statuses(lead=lead), claimed_by=user)
     return condition
+
+
+def lead_claimable(now: datetime) -> Q:
+    """Escalated and adjudication items nobody holds. A lead's claim keeps their status (so only a lead can
+    take them again when the lease runs out); the claim is only the holder and the lease."""
+    return Q(status__in=ReviewTask.LEAD_STATUSES) & (Q(claimed_by__isnull=True) | Q(lease_expires_at__lt=now))
+
+
+def held_statuses(*, lead: bool) -> tuple[str, ...]:
+    """The statuses in which a task can be held by someone: claimed, and for leads the lead statuses."""
+    return (ReviewTask.Status.CLAIMED, *ReviewTask.LEAD_STATUSES) if lead else (ReviewTask.Status.CLAIMED,)
+
+
+def lease_active(task: ReviewTask, now: datetime) -> bool:
+    """Whether someone holds the task now: an undecided task with a holder whose lease has not run out."""
+    return (
+        task.status != ReviewTask.Status.DECIDED
+        and task.claimed_by_id is not None
+        and task.lease_expires_at is not None
+        and task.lease_expires_at >= now
+    )
 
 
 def _after(priority: int, created_at: datetime, pk: int) -> Q:
@@ -79,3 +110,39 @@ def task_after(*, user, task: ReviewTask) -> ReviewTask | None:
         .filter(claimable(clock.now(), user=user))
     )
     return candidates.filter(_after(task.priority, task.created_at, task.pk)).first() or candidates.first()
+
+
+def reasons_name(name: str):
+    """A condition on ReviewTask: one of the rules that sent the item here is named `name`. JSON containment
+    where the database has it (PostgreSQL, MariaDB); SQLite reads the list with json_each."""
+    if connection.features.supports_json_field_contains:
+        return Q(reasons__contains=[{"name": name}])
+    return RawSQL(
+        f"EXISTS (SELECT 1 FROM json_each({ReviewTask._meta.db_table}.reasons) AS reason "
+        "WHERE json_extract(reason.value, '$.name') = %s)",
+        [name],
+        output_field=BooleanField(),
+    )
+
+
+def task_similar(*, user, task: ReviewTask, limit: int = 5) -> list[ReviewTask]:
+    """Decided items of the same use case that fired the same rules (all of them) or concern the same
+    subject, newest first, each with its last verdict (`verdict_decision`, `verdict_reviewer`). Only
+    items of queues the user may review."""
+    same_subject = Q(recommendation__subject_key=task.recommendation.subject_key)
+    names = sorted({reason.get("name", "") for reason in task.reasons or []} - {""})
+    same_rules = Q()
+    for name in names:
+        same_rules &= reasons_name(name)
+    last = ReviewVerdict.objects.filter(task=OuterRef("pk")).order_by("-created_at", "-pk")
+    return list(
+        task_list(user=user, status=ReviewTask.Status.DECIDED)
+        .filter(recommendation__use_case_id=task.recommendation.use_case_id)
+        .filter(same_subject | same_rules if names else same_subject)
+        .exclude(pk=task.pk)
+        .annotate(
+            verdict_decision=Subquery(last.values("decision")[:1]),
+            verdict_reviewer=Subquery(last.values("reviewer__username")[:1]),
+        )
+        .order_by("-decided_at", "-pk")[:limit]
+    )

@@ -6,8 +6,13 @@ app_name = "reviews"
 
 urlpatterns = [
     path("", views.queue_list, name="queue-list"),
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("queues/<int:pk>/", views.queue_detail, name="queue-detail"),
     path("queues/<int:pk>/next/", views.claim_next, name="claim-next"),
+    path("queues/<int:pk>/bulk/", views.queue_bulk_decide, name="queue-bulk-decide"),
     path("tasks/<int:pk>/", views.task_detail, name="task-detail"),
     path("tasks/<int:pk>/decide/", views.task_decide, name="task-decide"),
+    path("tasks/<int:pk>/similar/", views.task_similar, name="task-similar"),
+    path("tasks/<int:pk>/renew/", views.task_renew, name="task-renew"),
+    path("tasks/<int:pk>/take-over/", views.task_take_over, name="task-take-over"),
 ]

@@ -4,35 +4,36 @@ Every object comes through apps.reviews.selectors (permission-filtered), so a qu
 granted is a 404 by URL, by htmx fragment or by guessed id. One view serves the page and its fragment.
 """
 
-import base64
-import binascii
 import json
 from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from apps.connectors.datasets import snapshot_freshness_label
 from apps.core import clock
 from apps.core.actors import Actor
-from apps.core.exceptions import PermissionDenied, ServiceError
+from apps.core.exceptions import Conflict, PermissionDenied, ServiceError
 from apps.core.formatting import duration_label
 from apps.core.htmx import render_page
+from apps.core.permissions import has_object_permission
 from apps.policies.models import PolicyDecision, Rule
 from apps.workflows.models import ContextSnapshot
 
-from . import selectors, services
-from .forms import SKIP, ReviewDecisionForm
+from . import filters, selectors, services, stats
+from .filters import AT_RISK_SHARE, TaskFilterForm
+from .forms import SKIP, BulkDecisionForm, DashboardFilterForm, ReviewDecisionForm
 from .models import ReviewQueue, ReviewTask, ReviewVerdict
 
 PAGE_SIZE = 25
-# A queue or item is "at risk" once three quarters of its SLA have gone by.
-AT_RISK_SHARE = 0.75
 
 SLA_OK, SLA_AT_RISK, SLA_BREACHED = "ok", "at_risk", "breached"
 SLA_LABELS = {SLA_OK: "OK", SLA_AT_RISK: "At risk", SLA_BREACHED: "Breached"}
@@ -46,7 +47,9 @@ DECISION_DONE = {
     ReviewVerdict.Decision.APPROVE: "Approved",
     ReviewVerdict.Decision.EDIT: "Edited and approved",
     ReviewVerdict.Decision.REJECT: "Rejected",
+    ReviewVerdict.Decision.ESCALATE: "Escalated to a lead",
 }
+SLA_OUTCOMES = {"rejected": "Rejected on SLA breach", "delivered_unreviewed": "Delivered unreviewed on SLA breach"}
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -98,29 +101,7 @@ def _queue_sla_state(queue: ReviewQueue, now: datetime) -> str:
 
 
 def _lease_active(task: ReviewTask, now: datetime) -> bool:
-    return (
-        task.status == ReviewTask.Status.CLAIMED
-        and task.claimed_by_id is not None
-        and task.lease_expires_at is not None
-        and task.lease_expires_at >= now
-    )
-
-
-def _cursor_encode(task: ReviewTask) -> str:
-    raw = json.dumps([task.priority, task.created_at.isoformat(), task.pk])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _cursor_decode(value: str) -> tuple[int, datetime, int] | None:
-    """The position a cursor points after; None for a missing or malformed cursor (the first page)."""
-    if not value:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        priority, created_at, pk = json.loads(raw)
-        return int(priority), datetime.fromisoformat(created_at), int(pk)
-    except (binascii.Error, ValueError, TypeError):
-        return None
+    return selectors.lease_active(task, now)
 
 
 # --- views ---------------------------------------------------------------------------------------------
@@ -140,34 +121,53 @@ def queue_list(request):
 @login_required
 @require_GET
 def queue_detail(request, pk: int):
-    """Pending items of one granted queue, 25 a page, keyset-paginated (no COUNT of the tasks)."""
+    """One granted queue in list mode: filters and sort kept in the URL (filters.TaskFilterForm), 25 items a
+    page, keyset-paginated per sort order (no COUNT of the tasks). The list polls every 10 s and its fragment
+    brings the queue's counters out of band; ticked low-risk items can be decided in bulk."""
     queue = _queue_or_404(request.user, pk)
     now = clock.now()
     _annotate_queue(queue, now)
-    cursor = request.GET.get("after", "")
-    position = _cursor_decode(cursor)
-    page, has_next = selectors.task_page(user=request.user, queue=queue, after=position, size=PAGE_SIZE)
+    form = TaskFilterForm(request.GET, queue=queue)
+    page, next_cursor, is_first_page, sort = [], "", True, filters.DEFAULT_SORT
+    if form.is_valid():
+        data = form.cleaned_data
+        sort = data["sort"] or filters.DEFAULT_SORT
+        tasks = filters.task_filter(
+            selectors.task_list(user=request.user, queue=queue), data=data, user=request.user, sla=queue.sla, now=now
+        )
+        page, next_cursor = filters.task_page(tasks, sort=sort, after=data["after"], size=PAGE_SIZE)
+        is_first_page = filters.cursor_decode(data["after"], sort) is None
     for task in page:
         task.sla_state = _sla_state(due_at=task.due_at, sla=queue.sla, now=now)
         task.sla_label = SLA_LABELS[task.sla_state]
         task.sla_badge = SLA_BADGES[task.sla_state]
         task.claim_active = _lease_active(task, now)
         task.rule_names = [reason.get("name", "") for reason in task.reasons or []]
+        task.bulk_refusal = services.review_task_bulk_refusal(task)
     context = {
         "queue": queue,
         "tasks": page,
-        "next_cursor": _cursor_encode(page[-1]) if has_next else "",
-        "is_first_page": position is None,
+        "form": form,
+        "next_query": form.query(after=next_cursor) if next_cursor else "",
+        "is_first_page": is_first_page,
+        "status_label": dict(form.fields["status"].choices)[form.cleaned_data.get("status") or filters.PENDING],
+        "sort_label": filters.SORTS[sort][0],
+        "bulk_form": BulkDecisionForm(),
         "now": now,
     }
-    return render_page(request, "reviews/queue_detail.html", context, fragment="task-rows")
+    # 200 for htmx, which does not swap a 4xx (PITFALLS #10); the form names the filter at fault either way.
+    status = 200 if form.is_valid() or request.htmx else 400
+    return render_page(request, "reviews/queue_detail.html", context, fragment="task-list", status=status)
 
 
 @login_required
 @require_POST
 def claim_next(request, pk: int):
     """Claim the next item of the queue and open it; back to the queue when it is clear."""
-    queue = _queue_or_404(request.user, pk)
+    try:
+        queue = selectors.queue_get(user=request.user, pk=pk)
+    except ReviewQueue.DoesNotExist:
+        raise Http404("No such queue, or it is not granted to you.") from None
     try:
         task = services.review_task_claim_next(actor=Actor.from_request(request), queue=queue)
     except PermissionDenied:
@@ -175,6 +175,46 @@ def claim_next(request, pk: int):
     if task is None:
         messages.info(request, "Queue is clear.")
         return _redirect(request, reverse("reviews:queue-detail", args=[queue.pk]))
+    return _redirect(request, reverse("reviews:task-detail", args=[task.pk]))
+
+
+@login_required
+@require_POST
+def task_renew(request, pk: int):
+    """Extend the reviewer's own lease (the item page posts every minute while open). 409 with the reason when
+    the claim is no longer theirs, so the page stops renewing and disables the decision (review_desk.js)."""
+    task = _task_or_404(request.user, pk)
+    try:
+        task = services.review_task_lease_renew(actor=Actor.from_request(request), task=task)
+    except PermissionDenied:
+        raise Http404("No such item, or it is not in a queue granted to you.") from None
+    except Conflict as exc:
+        return HttpResponse(exc.message, status=409, content_type="text/plain; charset=utf-8")
+    if not request.htmx:
+        return redirect("reviews:task-detail", pk=task.pk)
+    context = {"task": task, **_claim_context(task, request.user, clock.now())}
+    return render_page(request, "reviews/task_detail.html", context, fragment="claim-state")
+
+
+@login_required
+@require_POST
+def task_take_over(request, pk: int):
+    """A lead of the queue takes over another reviewer's claim, with a required reason. A reviewer who sees
+    the item but does not lead its queue gets 403; a missing reason re-renders the panel with the error."""
+    task = _task_or_404(request.user, pk)
+    try:
+        services.review_task_take_over(
+            actor=Actor.from_request(request), task=task, reason=request.POST.get("reason", "")
+        )
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.message) from None
+    except ServiceError as exc:  # missing reason, or the claim changed meanwhile (Conflict)
+        task.refresh_from_db()
+        build = _decision_context if request.htmx else _page_context
+        context = build(request, task, notice="" if exc.field else exc.message)
+        context["takeover_error"] = exc.message if exc.field else ""
+        return render_page(request, "reviews/task_detail.html", context, fragment="decision-panel")
+    messages.success(request, "You took over the item; the trail records from whom and why.")
     return _redirect(request, reverse("reviews:task-detail", args=[task.pk]))
 
 
@@ -187,6 +227,9 @@ def _claim_context(task: ReviewTask, user, now: datetime) -> dict:
         "decided": decided,
         "held_by_me": held_by_me,
         "held_by_other": held_by_other,
+        # "claimed by X, 3 min"; only a lead is offered to take the item over.
+        "held_minutes": int((now - task.claimed_at).total_seconds() // 60) if held and task.claimed_at else 0,
+        "is_lead": held_by_other and has_object_permission(user, "lead_reviewqueue", task.queue),
         "can_decide": not decided and not held_by_other,
         "sla_state": _sla_state(due_at=task.due_at, sla=task.queue.sla, now=now),
     }
@@ -208,6 +251,19 @@ def _decision_context(request, task: ReviewTask, form: ReviewDecisionForm | None
     verdict = (
         task.verdicts.select_related("reviewer").order_by("-created_at", "-pk").first() if claim["decided"] else None
     )
+    needs_lead = not claim["decided"] and services.review_task_lead_only(task)
+    leads_queue = has_object_permission(request.user, "lead_reviewqueue", task.queue)
+    votes = list(services.review_task_votes(task).select_related("reviewer")) if task.required_reviews > 1 else []
+    my_vote = next((vote for vote in votes if vote.reviewer_id == request.user.pk), None)
+    escalation = None
+    if task.escalated_at:
+        escalation = task.verdicts.filter(decision=ReviewVerdict.Decision.ESCALATE).select_related("reviewer").last()
+    if verdict is not None and verdict.decision == ReviewVerdict.Decision.ESCALATE:
+        verdict = None  # decided by the SLA fallback after a reviewer's escalation: sla_outcome says how
+    # Consensus votes stay hidden until the item is decided, except from the lead who settles a dispute.
+    show_votes = claim["decided"] or (needs_lead and leads_queue)
+    lead_blocked = needs_lead and not leads_queue
+    voted = my_vote is not None and not needs_lead and not claim["decided"]
     return {
         "task": task,
         "recommendation": recommendation,
@@ -215,10 +271,20 @@ def _decision_context(request, task: ReviewTask, form: ReviewDecisionForm | None
         "notice": notice,
         "verdict": verdict,
         "verdict_label": DECISION_DONE.get(verdict.decision, "") if verdict else "",
+        "sla_outcome_label": SLA_OUTCOMES.get(task.sla_outcome, ""),
         "now": now,
         "sla_label": SLA_LABELS[claim["sla_state"]],
         "sla_badge": SLA_BADGES[claim["sla_state"]],
         **claim,
+        "can_decide": claim["can_decide"] and not lead_blocked and not voted,
+        "needs_lead": needs_lead,
+        "lead_blocked": lead_blocked,
+        "votes": votes if show_votes else [],
+        "votes_in": len(votes),
+        "my_vote": my_vote,
+        "my_vote_label": DECISION_DONE.get(my_vote.decision, "").lower() if my_vote else "",
+        "voted": voted,
+        "escalation": escalation,
     }
 
 
@@ -287,8 +353,22 @@ def task_detail(request, pk: int):
     task = _task_or_404(request.user, pk)
     notice = ""
     now = clock.now()
-    if task.status != ReviewTask.Status.DECIDED and not (
-        _lease_active(task, now) and task.claimed_by_id != request.user.pk
+    # Not claimed on opening: an item only a lead may take (for a non-lead), or a consensus item the user has
+    # already voted on (it waits for the other reviewers).
+    if services.review_task_lead_only(task):
+        may_claim = has_object_permission(request.user, "lead_reviewqueue", task.queue)
+    else:
+        may_claim = not (
+            task.required_reviews > 1 and services.review_task_votes(task).filter(reviewer=request.user).exists()
+        )
+        if not may_claim and _lease_active(task, now) and task.claimed_by_id == request.user.pk:
+            # Claimed again after voting (claim-next offers it): give it back to the other reviewers.
+            services.review_task_release(actor=Actor.from_request(request), task=task)
+            task.refresh_from_db()
+    if (
+        may_claim
+        and task.status != ReviewTask.Status.DECIDED
+        and not (_lease_active(task, now) and task.claimed_by_id != request.user.pk)
     ):
         try:
             task = services.review_task_claim(actor=Actor.from_request(request), task=task)
@@ -334,7 +414,9 @@ def _decision_response(request, task: ReviewTask, form: ReviewDecisionForm, noti
 @login_required
 @require_POST
 def task_decide(request, pk: int):
-    """Approve, edit-then-approve, reject or skip one item; then on to the next item of the same queue."""
+    """Approve, edit-then-approve, reject, escalate or skip one item; then on to the next item of the same
+    queue. A consensus vote is recorded and the item goes on to the other reviewers. An item only a lead may
+    decide answers 403 to a reviewer who can see it."""
     task = _task_or_404(request.user, pk)
     recommendation = task.recommendation
     form = ReviewDecisionForm(request.POST, original_text=recommendation.text)
@@ -348,7 +430,7 @@ def task_decide(request, pk: int):
     opened_at = data.get("opened_at")
     seconds_spent = clock.now().timestamp() - opened_at if opened_at else 0.0
     try:
-        services.review_task_decide(
+        verdict = services.review_task_decide(
             actor=Actor.from_request(request),
             task=task,
             decision=data["decision"],
@@ -357,8 +439,9 @@ def task_decide(request, pk: int):
             comment=data["comment"],
             seconds_spent=seconds_spent,
         )
-    except PermissionDenied:
-        raise Http404("No such item, or it is not in a queue granted to you.") from None
+    except PermissionDenied as exc:
+        # The task came through the review grant, so the user sees it: only the lead check can refuse here.
+        raise DjangoPermissionDenied(exc.message) from None
     except ServiceError as exc:
         if exc.field in form.fields:
             form.add_error(exc.field, exc.message)
@@ -367,5 +450,88 @@ def task_decide(request, pk: int):
             notice = exc.message
         task.refresh_from_db()
         return _decision_response(request, task, form, notice=notice)
+    task.refresh_from_db()
+    if verdict.decision != ReviewVerdict.Decision.ESCALATE and task.status != ReviewTask.Status.DECIDED:
+        messages.success(request, f"Your review of {recommendation.subject_key} is recorded; others review it too.")
+        # Not claim-next: the item just voted on is back in the queue and would come first again.
+        return _redirect(request, _skip_url(request, task))
     messages.success(request, f"{DECISION_DONE[data['decision']]}: {recommendation.subject_key}.")
     return _redirect(request, _next_url(request, task.queue))
+
+
+@login_required
+@require_POST
+def queue_bulk_decide(request, pk: int):
+    """Approve or reject the ticked items of a granted queue with one reason; refused items are listed back
+    with why. The answer is the bulk bar; the list refreshes itself on the review-tasks-changed event."""
+    queue = _queue_or_404(request.user, pk)
+    form = BulkDecisionForm(request.POST)
+    decided, refused = [], []
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            decided, refused = services.review_tasks_bulk_decide(
+                actor=Actor.from_request(request),
+                queue=queue,
+                task_ids=data["tasks"],
+                decision=data["decision"],
+                reason_code=data["reason_code"],
+                comment=data["comment"],
+            )
+        except PermissionDenied:
+            raise Http404("No such queue, or it is not granted to you.") from None
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            form = BulkDecisionForm()
+    done = DECISION_DONE.get(request.POST.get("decision", ""), "Decided")
+    if not request.htmx:
+        if decided:
+            messages.success(request, f"{done}: {len(decided)} item{'s' if len(decided) != 1 else ''}.")
+        for refusal in refused:
+            messages.warning(request, f"Not decided: {refusal.subject_key or f'#{refusal.task_id}'}: {refusal.why}")
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(reverse("reviews:queue-detail", args=[queue.pk]))
+    context = {
+        "queue": queue,
+        "bulk_form": form,
+        "bulk_done": done,
+        "bulk_decided": len(decided),
+        "bulk_refused": refused,
+    }
+    response = render_page(request, "reviews/queue_detail.html", context, fragment="bulk-panel")
+    if decided:
+        response["HX-Trigger"] = "review-tasks-changed"
+    return response
+
+
+@login_required
+@require_GET
+def task_similar(request, pk: int):
+    """Fragment of the item page: decided items of the same use case with the same rules or subject, and
+    how they were decided (only items of queues granted to the user)."""
+    task = _task_or_404(request.user, pk)
+    similar = selectors.task_similar(user=request.user, task=task)
+    for item in similar:
+        item.verdict_label = DECISION_DONE.get(item.verdict_decision, "")
+    response = render(request, "reviews/_similar.html", {"task": task, "similar": similar})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    """Reviewer figures (items cleared, median time, SLA hit, override and agreement rates) over the queues
+    the user may review or lead; nothing of other queues. The filter form swaps the figures by htmx."""
+    form = DashboardFilterForm(request.GET or None)
+    since, until = form.period(timezone.localdate())
+    context = {
+        "form": form,
+        "since": since,
+        "until": until - timedelta(days=1),  # the last day included
+        **stats.dashboard(user=request.user, since=since, until=until),
+    }
+    return render_page(request, "reviews/dashboard.html", context, fragment="dashboard-body")

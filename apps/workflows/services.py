@@ -35,6 +35,7 @@ from apps.permissions.services import object_permission_grant
 from apps.policies import evaluation
 from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
+from apps.reviews import sla as review_sla
 from apps.reviews.models import ReviewQueue, ReviewTask
 
 from .controls import Control, use_case_controls
@@ -411,7 +412,7 @@ def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Dra
                     is_sample=sampled,
                     required_reviews=queued.get("reviewers", 1),
                     created_at=now,
-                    due_at=now + task_queue.sla,
+                    due_at=review_sla.due_at(task_queue, now),
                 )
             )
         else:

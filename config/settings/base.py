@@ -156,6 +156,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "UseCaseStatusEnum": "apps.workflows.models.UseCase.Status",
         "PolicyApprovalDecisionEnum": "apps.policies.models.Approval.Decision",
+        "ApprovalRequestStatusEnum": "apps.reviews.models.ApprovalRequest.Status",
     },
 }
 
@@ -186,6 +187,8 @@ CELERY_TIMEZONE = "UTC"
 # Product jobs; the database scheduler stores them beside per-use-case schedules made in the UI or demo.
 CELERY_BEAT_SCHEDULE = {
     "release-expired-review-leases": {"task": "apps.reviews.tasks.review_leases_release_task", "schedule": 60.0},
+    "time-out-approvals": {"task": "apps.reviews.tasks.approvals_timeout_task", "schedule": 10.0},
+    "escalate-breached-reviews": {"task": "apps.reviews.tasks.review_sla_escalate_task", "schedule": 60.0},
     "refresh-roi-rollups": {"task": "apps.reporting.tasks.rollup_refresh_task", "schedule": 300.0},
     "send-lost-deliveries": {"task": "apps.delivery.tasks.deliveries_sweep_task", "schedule": 120.0},
     "start-lost-runs": {"task": "apps.workflows.tasks.runs_sweep_task", "schedule": 120.0},
@@ -193,6 +196,9 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-bi-tables": {"task": "apps.delivery.tasks.bi_tables_refresh_task", "schedule": 300.0},
     "policy-schedule": {"task": "apps.policies.tasks.policies_schedule_task", "schedule": 60.0},
 }
+
+# Review queues with business_hours=True count their SLA only inside this window (weekdays 0 = Monday, in TIME_ZONE).
+REVIEW_BUSINESS_HOURS = {"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00"}
 
 # Secrets at rest: MultiFernet keys, newest first, comma-separated.
 DOORSTEP_ENCRYPTION_KEYS = env.list("DOORSTEP_ENCRYPTION_KEYS", default=[])

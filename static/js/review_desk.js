@@ -69,10 +69,65 @@
     if (event.target.closest("[data-review-help-toggle]")) toggleHelp();
   });
 
+  // The lease is renewed every minute (data-lease-renew); a 409 says the claim is no longer the reviewer's:
+  // show why, stop renewing (the element goes) and disable the decision, which the server would refuse anyway.
+  document.addEventListener("htmx:responseError", function (event) {
+    var source = event.detail && event.detail.elt;
+    if (!source || !source.matches("[data-lease-renew]") || event.detail.xhr.status !== 409) return;
+    var state = document.getElementById("claim-state");
+    if (state) {
+      state.textContent = event.detail.xhr.responseText;
+      state.classList.add("text-danger", "fw-semibold");
+    }
+    document.querySelectorAll("[data-review-form] fieldset").forEach(function (fieldset) {
+      fieldset.disabled = true;
+    });
+  });
+
   // After htmx re-renders the decision panel with errors, put the reviewer on the first field at fault.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (!event.detail || !event.detail.target || event.detail.target.id !== "decision-panel") return;
     var invalid = document.querySelector('#decision-panel [aria-invalid="true"]');
     if (invalid) invalid.focus();
   });
+
+  // List mode: tick items (or all on the page) and decide them from the bulk bar. While any box is ticked the
+  // list's 10-second poll (data-live-poll) is held, so a refresh never drops the reviewer's selection.
+  function ticked() {
+    return document.querySelectorAll("[data-bulk-item]:checked").length;
+  }
+
+  function bulkBarUpdate() {
+    var count = document.querySelector("[data-bulk-count]");
+    if (!count) return;
+    var n = ticked();
+    count.textContent = n ? n + (n === 1 ? " item ticked" : " items ticked") : "Tick low-risk items to decide them together";
+    document.querySelectorAll("[data-bulk-action]").forEach(function (button) {
+      button.disabled = n === 0;
+    });
+    var all = document.querySelector("[data-bulk-all]");
+    if (all) {
+      var boxes = document.querySelectorAll("[data-bulk-item]:not(:disabled)");
+      all.checked = boxes.length > 0 && n === boxes.length;
+      all.indeterminate = n > 0 && n < boxes.length;
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("[data-bulk-all]")) {
+      document.querySelectorAll("[data-bulk-item]:not(:disabled)").forEach(function (box) {
+        box.checked = event.target.checked;
+      });
+    }
+    if (event.target.matches("[data-bulk-all], [data-bulk-item]")) bulkBarUpdate();
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    // Only the timer's poll is held; a filter change or the refresh after a bulk decision comes from elsewhere.
+    var source = event.detail && event.detail.elt;
+    if (source && source.matches("[data-live-poll]") && ticked()) event.preventDefault();
+  });
+
+  document.addEventListener("htmx:load", bulkBarUpdate);
+  document.addEventListener("DOMContentLoaded", bulkBarUpdate);
 })();

@@ -3,18 +3,10 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from apps.core.actors import Actor
-from apps.permissions.services import api_key_create
 from apps.workflows.models import Recommendation
+from tests.factories import key_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _client(user, **key_options):
-    _, raw = api_key_create(actor=Actor(user=user), user=user, name="test key", **key_options)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 def _payload(**overrides):
@@ -30,7 +22,7 @@ def _payload(**overrides):
 
 
 def test_bring_your_own_model_round_trip_with_feedback(world):
-    client = _client(world.integrator)
+    client = key_client(world.integrator)
     response = client.post("/api/v1/recommendations", _payload(), format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -56,7 +48,7 @@ def test_bring_your_own_model_round_trip_with_feedback(world):
 
 
 def test_idempotency_key_replays_and_conflicts(world):
-    client = _client(world.integrator)
+    client = key_client(world.integrator)
     first = client.post("/api/v1/recommendations", _payload(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     repeat = client.post("/api/v1/recommendations", _payload(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert first.status_code == repeat.status_code == 201
@@ -82,7 +74,7 @@ def test_idempotency_key_replays_and_conflicts(world):
     ],
 )
 def test_bad_input_names_the_field(world, overrides, field):
-    response = _client(world.integrator).post("/api/v1/recommendations", _payload(**overrides), format="json")
+    response = key_client(world.integrator).post("/api/v1/recommendations", _payload(**overrides), format="json")
     assert 400 <= response.status_code < 500
     assert response["Content-Type"].startswith("application/json")
     assert response.json()["errors"][0]["field"] == field
@@ -90,7 +82,7 @@ def test_bad_input_names_the_field(world, overrides, field):
 
 
 def test_malformed_and_oversized_json_get_a_json_4xx(world, settings):
-    client = _client(world.integrator)
+    client = key_client(world.integrator)
     response = client.generic("POST", "/api/v1/recommendations", "{not json", content_type="application/json")
     assert response.status_code == 400 and "error" in response.json()
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
@@ -100,19 +92,21 @@ def test_malformed_and_oversized_json_get_a_json_4xx(world, settings):
 
 def test_batch_reports_each_item(world):
     items = [_payload(subject=f"ACC-{i:04d}") for i in range(1, 4)] + [_payload(confidence=7)]
-    response = _client(world.integrator).post("/api/v1/recommendations/batch", {"items": items}, format="json")
+    response = key_client(world.integrator).post("/api/v1/recommendations/batch", {"items": items}, format="json")
     assert response.status_code == 207
     body = response.json()
     assert body["created"] == 3 and body["failed"] == 1
     assert body["results"][3]["errors"][0]["field"] == "items[3].confidence"
-    too_many = _client(world.admin).post("/api/v1/recommendations/batch", {"items": [_payload()] * 1001}, format="json")
+    too_many = key_client(world.admin).post(
+        "/api/v1/recommendations/batch", {"items": [_payload()] * 1001}, format="json"
+    )
     assert too_many.status_code == 400 and too_many.json()["errors"][0]["field"] == "items"
 
 
 def test_reviewer_cannot_reach_another_queue_by_api(world, queued_recommendation):
     other = queued_recommendation(world.replies, text="We will refund you.")
     mine = queued_recommendation(world.churn)
-    client = _client(world.reviewer)
+    client = key_client(world.reviewer)
     listed = [task["id"] for task in client.get("/api/v1/review-tasks").json()["results"]]
     assert listed == [mine.review_task.pk]
     assert client.get(f"/api/v1/review-tasks/{other.review_task.pk}").status_code == 404
@@ -127,7 +121,7 @@ def test_reviewer_cannot_reach_another_queue_by_api(world, queued_recommendation
 
 
 def test_api_key_scopes_and_revocation(world):
-    client = _client(world.integrator, scopes=["read"])
+    client = key_client(world.integrator, scopes=["read"])
     response = client.post("/api/v1/recommendations", _payload(), format="json")
     assert response.status_code == 403 and response.json()["error"] == "permission_denied"
     anonymous = APIClient().get("/api/v1/use-cases")
@@ -139,7 +133,7 @@ def test_api_key_scopes_and_revocation(world):
 
 def test_review_decision_through_the_api(world, queued_recommendation):
     recommendation = queued_recommendation(world.churn)
-    client = _client(world.reviewer)
+    client = key_client(world.reviewer)
     response = client.post(
         f"/api/v1/review-tasks/{recommendation.review_task.pk}/decision", {"decision": "reject"}, format="json"
     )
@@ -158,10 +152,10 @@ def test_review_decision_through_the_api(world, queued_recommendation):
 def test_list_is_filtered_permission_checked_and_paginated(world, queued_recommendation):
     churn = queued_recommendation(world.churn, subject_key="ACC-0001")
     queued_recommendation(world.replies, text="We will refund you.")
-    reviewer = _client(world.reviewer)  # may view the churn use case only
+    reviewer = key_client(world.reviewer)  # may view the churn use case only
     body = reviewer.get("/api/v1/recommendations").json()
     assert [item["id"] for item in body["results"]] == [churn.pk] and "next" in body
-    integrator = _client(world.integrator)
+    integrator = key_client(world.integrator)
     assert len(integrator.get("/api/v1/recommendations").json()["results"]) == 2
     filtered = integrator.get("/api/v1/recommendations", {"use_case": "churn-risk", "status": "queued_for_review"})
     assert [item["id"] for item in filtered.json()["results"]] == [churn.pk]

@@ -7,7 +7,13 @@ import pytest
 from tests.routes import url_patterns
 
 PUBLIC = {"healthz", "readyz", "metrics", "login", "api-schema", "api-docs", "widget:show"}
-SAMPLE_ARGS = {"int": "999999", "slug": "no-such-thing", "str": "no-such-thing", "path": "no-such-thing"}
+SAMPLE_ARGS = {
+    "int": "999999",
+    "slug": "no-such-thing",
+    "str": "no-such-thing",
+    "path": "no-such-thing",
+    "uuid": "00000000-0000-4000-8000-000000999999",
+}
 
 
 def _concrete(route: str) -> str:

@@ -26,9 +26,20 @@ def _checklist_item(world):
     return UseCaseControlItem.objects.filter(use_case=world.churn).first()
 
 
+def _approval(world, recommendation):
+    """An agent's approval waiting on the queued output (a bare row: it appends no event)."""
+    from apps.reviews.models import ApprovalRequest
+
+    return ApprovalRequest.objects.get_or_create(
+        recommendation=recommendation,
+        defaults={"use_case": world.churn, "requested_by": world.integrator, "timeout_at": recommendation.created_at},
+    )[0]
+
+
 def _objects(world, recommendation, run, key):
     task = recommendation.review_task
     return {
+        "api-approval-detail": {"public_id": _approval(world, recommendation).public_id},
         "api-recommendation-detail": {"pk": recommendation.pk},
         "api-run-detail": {"pk": run.pk},
         "api-review-task-detail": {"pk": task.pk},
@@ -37,6 +48,10 @@ def _objects(world, recommendation, run, key):
         "reviews:claim-next": {"pk": world.churn_queue.pk},
         "reviews:task-detail": {"pk": task.pk},
         "reviews:task-decide": {"pk": task.pk},
+        "reviews:task-similar": {"pk": task.pk},
+        "reviews:task-renew": {"pk": task.pk},
+        "reviews:task-take-over": {"pk": task.pk},
+        "reviews:queue-bulk-decide": {"pk": world.churn_queue.pk},
         "workflows:use-case-detail": {"slug": world.churn.slug},
         "workflows:use-case-transition": {"slug": world.churn.slug},
         "workflows:use-case-sampling": {"slug": world.churn.slug},

@@ -123,3 +123,20 @@ def test_the_editor_names_a_contradiction_under_its_field(client, world):
     body = client.post(f"/policies/{world.churn_policy.pk}/versions/new/", data).content.decode()
     assert "Reviewers: reviewers and a queue only apply to a rule that requires review." in body
     assert PolicyVersion.objects.count() == before
+
+
+def test_a_business_hours_queue_gives_the_task_a_business_hours_due_time(world):
+    import datetime as dt
+
+    from apps.core import clock
+
+    queue = world.churn.review_queue
+    queue.business_hours, queue.sla = True, dt.timedelta(hours=4)
+    queue.save()
+    draft = Draft(subject_key="ACC-2", content={"text": "Offer 30%."}, confidence=0.1, proposed_action={})
+    friday_afternoon = dt.datetime(2026, 11, 27, 16, 30, tzinfo=dt.UTC)  # 30 minutes left in the day
+    with clock.simulated(friday_afternoon):
+        (recommendation,) = recommendation_submit(
+            actor=Actor(user=world.integrator), use_case=world.churn, drafts=[draft]
+        )
+    assert recommendation.review_task.due_at == dt.datetime(2026, 11, 30, 12, 30, tzinfo=dt.UTC)  # Monday

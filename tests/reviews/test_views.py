@@ -4,7 +4,6 @@ import datetime as dt
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from apps.core import clock
@@ -24,19 +23,6 @@ def _task_ids(response) -> list[int]:
 def _decide(client, task, htmx=False, **data):
     payload = {"opened_at": str(clock.now().timestamp() - 12), **data}
     return client.post(reverse("reviews:task-decide", args=[task.pk]), payload, **(HTMX if htmx else {}))
-
-
-@pytest.fixture
-def reviewer_client(client, world):
-    client.force_login(world.reviewer)
-    return client
-
-
-@pytest.fixture
-def second_reviewer(world):
-    user = get_user_model().objects.create_user("reviewer-two", password=world.password)
-    user.groups.add(world.churn_reviewers)
-    return user
 
 
 # --- access -------------------------------------------------------------------------------------------

@@ -6,22 +6,16 @@ from rest_framework.test import APIClient
 from apps.core.actors import Actor
 from apps.permissions.services import api_key_create
 from apps.widget.models import WidgetToken
+from tests.factories import key_client
 
 URL = "/api/v1/use-cases/churn-risk/widget-tokens"
-
-
-def _client(user, name="widget key", **key_options):
-    _, raw = api_key_create(actor=Actor(user=user), user=user, name=name, **key_options)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 def test_an_integrator_key_issues_a_link_that_shows_the_output(world, released):
     recommendation = released(subject_key="ACC-0003", text="Invite the sponsor to the roadmap call.")
     world.churn.embed_origins = ["https://crm.example.com"]
     world.churn.save()
-    response = _client(world.integrator, scopes=["feedback:write", "read"]).post(
+    response = key_client(world.integrator, "widget key", scopes=["feedback:write", "read"]).post(
         URL, {"subject": "ACC-0003", "ttl_minutes": 20}, format="json"
     )
     assert response.status_code == 201, response.json()
@@ -53,7 +47,7 @@ def test_an_integrator_key_issues_a_link_that_shows_the_output(world, released):
     ],
 )
 def test_bad_input_names_the_field(world, payload, field):
-    response = _client(world.integrator).post(URL, payload, format="json")
+    response = key_client(world.integrator).post(URL, payload, format="json")
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == field
     assert not WidgetToken.objects.exists()
@@ -61,11 +55,11 @@ def test_bad_input_names_the_field(world, payload, field):
 
 def test_who_may_not_issue_a_link(world):
     # No run_usecase: governance may view and change the use case, but not speak for it.
-    response = _client(world.governance).post(URL, {"subject": "ACC-1"}, format="json")
+    response = key_client(world.governance).post(URL, {"subject": "ACC-1"}, format="json")
     assert response.status_code == 403 and response.json()["error"] == "permission_denied"
     # Not visible at all: the same answer as a use case that does not exist.
-    assert _client(world.outsider).post(URL, {"subject": "ACC-1"}, format="json").status_code == 404
-    missing = _client(world.integrator, scopes=["feedback:write", "read"]).post(
+    assert key_client(world.outsider).post(URL, {"subject": "ACC-1"}, format="json").status_code == 404
+    missing = key_client(world.integrator, scopes=["feedback:write", "read"]).post(
         "/api/v1/use-cases/no-such-thing/widget-tokens", {"subject": "ACC-1"}, format="json"
     )
     assert missing.status_code == 404
@@ -74,7 +68,7 @@ def test_who_may_not_issue_a_link(world):
     _, raw = api_key_create(actor=Actor(user=world.integrator), user=world.integrator, name="r", scopes=["read"])
     read_only.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert read_only.post(URL, {"subject": "ACC-1"}, format="json").status_code == 403
-    write_only = _client(world.integrator, name="w", scopes=["feedback:write"])
+    write_only = key_client(world.integrator, name="w", scopes=["feedback:write"])
     response = write_only.post(URL, {"subject": "ACC-1"}, format="json")
     assert response.status_code == 403 and "read scope" in response.json()["detail"]
     assert APIClient().post(URL, {"subject": "ACC-1"}, format="json").status_code in (401, 403)
@@ -82,7 +76,7 @@ def test_who_may_not_issue_a_link(world):
 
 
 def test_an_idempotency_key_replays_the_same_link(world):
-    client = _client(world.integrator)
+    client = key_client(world.integrator)
     first = client.post(URL, {"subject": "ACC-1"}, format="json", HTTP_IDEMPOTENCY_KEY="page-view-1")
     again = client.post(URL, {"subject": "ACC-1"}, format="json", HTTP_IDEMPOTENCY_KEY="page-view-1")
     assert first.json() == again.json() and again["Idempotent-Replayed"] == "true"

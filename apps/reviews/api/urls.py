@@ -7,3 +7,7 @@ urlpatterns = [
     path("review-tasks/<int:pk>", views.ReviewTaskDetailView.as_view(), name="api-review-task-detail"),
     path("review-tasks/<int:pk>/decision", views.ReviewTaskDecisionView.as_view(), name="api-review-task-decision"),
 ]
+urlpatterns += [
+    path("approvals", views.ApprovalCreateView.as_view(), name="api-approval-list"),
+    path("approvals/<uuid:public_id>", views.ApprovalDetailView.as_view(), name="api-approval-detail"),
+]
