@@ -48,6 +48,9 @@ class ReviewQueueGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(ReviewQueue, on_delete=models.CASCADE)
 
 
+PENDING = models.Q(status__in=["open", "claimed"])
+
+
 class ReviewTask(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -87,9 +90,16 @@ class ReviewTask(models.Model):
     )
 
     class Meta:
+        # Partial indexes over pending items (most of a big table is decided): the list's sort orders, the
+        # oldest-pending and capped counters read them in order and stop early.
         indexes = [
             models.Index(fields=["queue", "status", "-priority", "created_at"]),
             models.Index(fields=["status", "due_at"], name="reviewtask_due"),
+            models.Index(
+                fields=["queue", "-priority", "created_at", "id"], condition=PENDING, name="reviewtask_pending_order"
+            ),
+            models.Index(fields=["queue", "created_at", "id"], condition=PENDING, name="reviewtask_pending_age"),
+            models.Index(fields=["queue", "due_at", "id"], condition=PENDING, name="reviewtask_pending_due"),
         ]
 
     def __str__(self):

@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import BooleanField, Count, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 
 from apps.core import clock
@@ -9,15 +9,30 @@ from apps.core.permissions import restrict
 
 from .models import ReviewQueue, ReviewTask, ReviewVerdict
 
+# Queue counters stop counting here: the page says "10,000+" rather than counting a million rows (PITFALLS #4).
+COUNT_CAP = 10_000
+PENDING_STATUSES = (ReviewTask.Status.OPEN, ReviewTask.Status.CLAIMED)
+
+
+def _pending_count(extra_where: str = "", params=()) -> RawSQL:
+    """The queue's pending tasks (matching `extra_where`), counted up to COUNT_CAP + 1 along the pending
+    partial indexes."""
+    tasks, queues = ReviewTask._meta.db_table, ReviewQueue._meta.db_table
+    return RawSQL(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {tasks} t WHERE t.queue_id = {queues}.id "
+        f"AND t.status IN (%s, %s){extra_where} LIMIT {COUNT_CAP + 1}) capped",
+        [*PENDING_STATUSES, *params],
+    )
+
 
 def queue_list(*, user) -> QuerySet[ReviewQueue]:
-    """Queues the user may review, with open counts, oldest open item and overdue count."""
-    now = clock.now()
-    pending = Q(tasks__status__in=[ReviewTask.Status.OPEN, ReviewTask.Status.CLAIMED])
+    """Queues the user may review, with pending and overdue counts (capped at COUNT_CAP + 1) and the oldest
+    pending item's arrival."""
+    oldest = ReviewTask.objects.filter(queue=OuterRef("pk"), status__in=PENDING_STATUSES).order_by("created_at")
     return restrict(ReviewQueue.objects.all(), user, "review_reviewqueue").annotate(
-        pending_count=Count("tasks", filter=pending),
-        oldest_pending=Min("tasks__created_at", filter=pending),
-        overdue_count=Count("tasks", filter=pending & Q(tasks__due_at__lt=now)),
+        pending_count=_pending_count(),
+        overdue_count=_pending_count(" AND t.due_at < %s", [clock.now()]),
+        oldest_pending=Subquery(oldest.values("created_at")[:1]),
     )
 
 

@@ -83,7 +83,12 @@ def _sla_state(*, due_at: datetime | None, sla: timedelta, now: datetime) -> str
     return SLA_OK
 
 
+def _capped(count: int) -> str:
+    return f"{selectors.COUNT_CAP:,}+" if count > selectors.COUNT_CAP else f"{count:,}"
+
+
 def _annotate_queue(queue: ReviewQueue, now: datetime) -> ReviewQueue:
+    queue.pending_text, queue.overdue_text = _capped(queue.pending_count), _capped(queue.overdue_count)
     queue.sla_state = _queue_sla_state(queue, now)
     queue.sla_label = SLA_LABELS[queue.sla_state]
     queue.sla_badge = SLA_BADGES[queue.sla_state]

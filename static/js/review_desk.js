@@ -1,4 +1,4 @@
-// Review desk keyboard: a approve, e edit, r reject, s skip, ? shortcuts, Esc leaves a field.
+// Review desk keyboard: a approve, e edit, r reject, s skip, j/k move, ? shortcuts, Esc leaves a field.
 // A static file with data attributes, no inline script: the CSP forbids it (PITFALLS #9).
 // Elements are looked up on each key press, so it keeps working after htmx swaps the decision panel.
 (function () {
@@ -36,6 +36,25 @@
     return true;
   }
 
+  // j/k: in a queue's list, the next/previous row (its link takes the focus, Enter opens it); on an item,
+  // j opens the next item (as skip does) and k goes back to the one before.
+  function move(step) {
+    var rows = Array.prototype.slice.call(document.querySelectorAll("tr[data-task-id]"));
+    if (rows.length) {
+      var current = rows.findIndex(function (row) { return row.contains(document.activeElement); });
+      var target = rows[Math.min(rows.length - 1, Math.max(0, current < 0 ? 0 : current + step))];
+      var link = target.querySelector("a[href]");
+      if (!link) return false;
+      link.focus();
+      target.scrollIntoView({ block: "nearest" });
+      return true;
+    }
+    if (!decisionForm()) return false;
+    if (step > 0) return press("skip");
+    window.history.back();
+    return true;
+  }
+
   function toggleHelp(force) {
     var help = document.getElementById("review-shortcuts");
     if (!help) return false;
@@ -59,6 +78,8 @@
       case "e": handled = focus("[data-review-edit]"); break;
       case "r": handled = focus("[data-review-reason]"); break;
       case "s": handled = press("skip"); break;
+      case "j": handled = move(1); break;
+      case "k": handled = move(-1); break;
       case "?": handled = toggleHelp(); break;
       case "Escape": handled = toggleHelp(false); break;
     }

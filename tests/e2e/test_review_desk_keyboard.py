@@ -53,3 +53,20 @@ def test_reviewer_clears_a_queue_with_the_keyboard(page, live_server, world, que
     # No inline script and no eval anywhere on the desk. (htmx's own indicator <style> is refused by the CSP on
     # every page until base.html sets htmx.config before htmx initialises; that is base.html's to fix.)
     assert page.errors == [], page.errors
+
+
+def test_j_and_k_move_between_rows_and_items(page, live_server, world, queued_recommendation):
+    first = queued_recommendation(world.churn, subject_key="ACC-0001").review_task
+    second = queued_recommendation(world.churn, subject_key="ACC-0002").review_task
+    page.goto(live_server.url + reverse("reviews:queue-detail", args=[world.churn_queue.pk]))
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    page.keyboard.press("j")
+    assert page.evaluate("document.activeElement.closest('tr').dataset.taskId") == str(second.pk)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**{reverse('reviews:task-detail', args=[second.pk])}")
+    page.keyboard.press("j")  # the next item in queue order, wrapping round
+    page.wait_for_url(f"**{reverse('reviews:task-detail', args=[first.pk])}")
+    page.keyboard.press("k")
+    page.wait_for_url(f"**{reverse('reviews:task-detail', args=[second.pk])}")

@@ -462,3 +462,17 @@ def test_unknown_decision_is_a_field_error(reviewer_client, world, queued_recomm
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
     assert not task.verdicts.exists()
+
+
+def test_queue_counters_stop_counting_at_the_cap(reviewer_client, world, queued_recommendation, monkeypatch):
+    """A big queue shows "N+" instead of a count of every pending row (PITFALLS #4)."""
+    from apps.reviews import selectors
+
+    for n in range(3):
+        queued_recommendation(subject_key=f"ACC-{n:04d}")
+    monkeypatch.setattr(selectors, "COUNT_CAP", 2)
+    body = reviewer_client.get(reverse("reviews:queue-list")).content.decode()
+    assert '<td class="text-end" data-counter="pending">2+</td>' in body
+    monkeypatch.setattr(selectors, "COUNT_CAP", 10_000)
+    body = reviewer_client.get(reverse("reviews:queue-list")).content.decode()
+    assert '<td class="text-end" data-counter="pending">3</td>' in body
