@@ -51,6 +51,14 @@ class Connector(TimeStampedModel):
     last_error = models.TextField(blank=True)
     history = HistoricalRecords(excluded_fields=["secrets_ciphertext", "last_success_at", "last_failure_at"])
 
+    monthly_budget = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Model endpoints: cost per calendar month over every use case; empty: none",
+    )
+
     class Meta:
         ordering = ["name"]
         permissions = [("use_connector", "Use the connector in use cases")]

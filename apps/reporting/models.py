@@ -1,6 +1,9 @@
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
+
+from apps.core import clock
 
 
 class DailyRollup(models.Model):
@@ -29,3 +32,36 @@ class DailyRollup(models.Model):
 
     def __str__(self):
         return f"{self.use_case_id} on {self.day}"
+
+
+class BusinessOutcome(models.Model):
+    """What happened to a subject in the business (ticket resolved, renewal won or lost, contract signed), with
+    its time and value: an immutable append, linked to the subject, and to a recommendation when one was made.
+    `holdout` says whether the subject was in the use case's control group when the outcome was recorded."""
+
+    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.PROTECT, related_name="outcomes")
+    subject_key = models.CharField(max_length=120)
+    kind = models.CharField(max_length=60, help_text="e.g. ticket_resolved, renewal_won, renewal_lost")
+    value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    recommendation = models.ForeignKey(
+        "workflows.Recommendation", on_delete=models.PROTECT, null=True, blank=True, related_name="outcomes"
+    )
+    holdout = models.BooleanField(default=False)
+    external_id = models.CharField(max_length=120, help_text="The caller's event id (idempotency)")
+    created_at = models.DateTimeField(default=clock.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["use_case", "external_id"], name="outcome_unique_event_id"),
+        ]
+        indexes = [
+            models.Index(fields=["use_case", "occurred_at"]),
+            models.Index(fields=["use_case", "subject_key"]),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} for {self.subject_key}"

@@ -79,6 +79,35 @@ class UseCase(TimeStampedModel):
         REJECT = "reject", "Reject the output"
         DELIVER_UNREVIEWED = "deliver_unreviewed", "Deliver, flagged as not reviewed"
 
+    holdout_share = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.5"))],
+        help_text="Share (0–0.5) of subjects that never get a recommendation: the control group for ROI",
+    )
+
+    class BudgetAction(models.TextChoices):
+        FALLBACK = "fallback", "Switch to the fallback model"
+        REVIEW = "review", "Send every output to review"
+        PAUSE = "pause", "Pause: no more model calls"
+
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Model cost per calendar month; empty: none"
+    )
+    budget_soft_share = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.8"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="Share of the budget at which an alert is raised",
+    )
+    budget_hard_action = models.CharField(
+        max_length=10,
+        choices=BudgetAction.choices,
+        default=BudgetAction.PAUSE,
+        help_text="What the pipeline does once the month's cost reaches the budget",
+    )
     sla_breach_action = models.CharField(
         max_length=20,
         choices=SlaBreachAction.choices,
@@ -130,6 +159,7 @@ class Run(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        HELD_OUT = "held_out", "Held out (control group: no recommendation)"
 
     class Trigger(models.TextChoices):
         API = "api", "API call"
@@ -270,6 +300,8 @@ class RecommendationEvent(models.Model):
         FEEDBACK_EDITED = "feedback_edited", "Edited by user"
         FEEDBACK_REJECTED = "feedback_rejected", "Rejected by user"
         ACTED_ON = "acted_on", "Acted on"
+        OPENED = "opened", "Opened"
+        IGNORED = "ignored", "Ignored (no action in time)"
         ESCALATED = "escalated", "Escalated"
         CLAIM_TAKEN_OVER = "claim_taken_over", "Claim taken over"
         REVIEW_RECORDED = "review_recorded", "Review recorded (consensus)"
