@@ -7,4 +7,5 @@ app_name = "audit"
 urlpatterns = [
     path("", views.trail, name="trail"),
     path("recommendations/<int:pk>/", views.trace, name="trace"),
+    path("verify/", views.verify, name="verify"),
 ]

@@ -4,7 +4,7 @@ trace of one AI output from its source record to the business user's feedback.""
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
@@ -15,6 +15,7 @@ from apps.workflows.events import chain_verify
 from apps.workflows.models import FEEDBACK_EVENT_TYPES, ContextSnapshot, Recommendation, RecommendationEvent
 
 from . import selectors
+from .ledger import ledger_verify
 
 STEP_BY_EFFECT = {"allow": "ok", "redact": "warn", "review": "warn", "block": "bad"}
 EFFECT_BADGES = {"allow": "success", "redact": "info", "review": "warning", "block": "danger"}
@@ -176,3 +177,15 @@ def trace(request, pk: int):
         "broken_at": broken_at,
     }
     return render_page(request, "audit/trace.html", fragment="chain", context=context)
+
+
+@login_required
+@require_safe
+def verify(request):
+    """Admins only: re-walk the audit ledger now (as `manage.py audit_verify` does) and answer what was
+    checked and the first broken link, if any. Others get a 404: the endpoint's existence is not theirs."""
+    if not request.user.is_superuser:
+        raise Http404("No such page.")
+    result = ledger_verify()
+    body = {"ok": result.ok, "seals": result.seals, "rows": result.rows, "heads": result.heads}
+    return JsonResponse(body | {"problems": result.problems}, status=200 if result.ok else 409)

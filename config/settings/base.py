@@ -7,6 +7,9 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("DOORSTEP_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# The audit ledger's signing key and its signed head exports: keep them on storage the database admins
+# cannot rewrite (a separate volume, or copied off-site by the backup job).
+DOORSTEP_AUDIT_DIR = Path(environ.Env().str("DOORSTEP_AUDIT_DIR", default=str(VAR_DIR / "audit")))
 
 env = environ.Env()
 
@@ -186,6 +189,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Product jobs; the database scheduler stores them beside per-use-case schedules made in the UI or demo.
 CELERY_BEAT_SCHEDULE = {
+    "seal-audit-ledger": {"task": "apps.audit.tasks.audit_seal_task", "schedule": 60.0},
+    "export-audit-head": {"task": "apps.audit.tasks.audit_head_export_task", "schedule": 24 * 3600.0},
     "release-expired-review-leases": {"task": "apps.reviews.tasks.review_leases_release_task", "schedule": 60.0},
     "time-out-approvals": {"task": "apps.reviews.tasks.approvals_timeout_task", "schedule": 10.0},
     "escalate-breached-reviews": {"task": "apps.reviews.tasks.review_sla_escalate_task", "schedule": 60.0},

@@ -15,6 +15,7 @@ def demo_settings(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     settings.DOORSTEP_DEMO_DIR = tmp_path / "demo"
     settings.DOORSTEP_DEMO_PASSWORD = "demo-pass-123!"
+    settings.DOORSTEP_AUDIT_DIR = tmp_path / "audit"
     return settings
 
 
@@ -40,5 +41,7 @@ def test_loads_history_through_the_real_services(demo_settings, tmp_path):
     assert ReviewTask.objects.exclude(status="decided").exists()  # something for the reviewer to do
     assert DailyRollup.objects.exists()
     assert all(chain_verify(r) is None for r in Recommendation.objects.all()[:50])
+    call_command("audit_verify")  # the demo's history is sealed, its head exported and signed
+    assert list((tmp_path / "audit" / "heads").glob("head-*.json"))
     call_command("load_demo", if_empty=True, force=True)  # a second start skips the load
     assert get_user_model().objects.filter(username="admin").count() == 1
