@@ -10,6 +10,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # The audit ledger's signing key and its signed head exports: keep them on storage the database admins
 # cannot rewrite (a separate volume, or copied off-site by the backup job).
 DOORSTEP_AUDIT_DIR = Path(environ.Env().str("DOORSTEP_AUDIT_DIR", default=str(VAR_DIR / "audit")))
+# Raw model outputs and stored context values are deleted after this many days (empty: kept); hashes stay.
+DOORSTEP_RETENTION_DAYS = environ.Env().int("DOORSTEP_RETENTION_DAYS", default=0) or None
 
 env = environ.Env()
 
@@ -191,6 +193,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "seal-audit-ledger": {"task": "apps.audit.tasks.audit_seal_task", "schedule": 60.0},
     "export-audit-head": {"task": "apps.audit.tasks.audit_head_export_task", "schedule": 24 * 3600.0},
+    "apply-retention": {"task": "apps.audit.tasks.retention_apply_task", "schedule": 24 * 3600.0},
     "release-expired-review-leases": {"task": "apps.reviews.tasks.review_leases_release_task", "schedule": 60.0},
     "time-out-approvals": {"task": "apps.reviews.tasks.approvals_timeout_task", "schedule": 10.0},
     "escalate-breached-reviews": {"task": "apps.reviews.tasks.review_sla_escalate_task", "schedule": 60.0},

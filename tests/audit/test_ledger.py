@@ -99,3 +99,30 @@ def test_the_endpoint_is_for_admins_only(client, sealed, world):
     AuditSeal.objects.filter(sequence=1).update(digest="0" * 64)
     response = client.get(reverse("audit:verify"))
     assert response.status_code == 409 and response.json()["problems"][0].startswith("Seal 1 was altered")
+
+
+def test_retention_deletes_payloads_and_the_record_still_verifies(sealed, world, settings):
+    import datetime as dt
+
+    from apps.audit.retention import retention_apply
+    from apps.core import clock
+    from apps.workflows.models import ContextSnapshot, Run
+    from apps.workflows.services import run_execute, run_request
+
+    run = run_request(actor=Actor(user=world.integrator), use_case=world.churn, subject_key="ACC-0001", trigger="api")
+    run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.model_output is not None and ContextSnapshot.objects.filter(run=run, values_hashed=False).exists()
+    ledger.ledger_seal(immediate=True)
+    settings.DOORSTEP_RETENTION_DAYS = None
+    assert retention_apply() == {"runs": 0, "snapshots": 0}
+    settings.DOORSTEP_RETENTION_DAYS = 30
+    later = clock.now() + dt.timedelta(days=31)
+    purged = retention_apply(now=later)
+    assert purged["runs"] >= 1 and purged["snapshots"] >= 1
+    run.refresh_from_db()
+    snapshot = ContextSnapshot.objects.get(run=run)
+    assert run.model_output is None and snapshot.records == [] and snapshot.content_hash
+    assert retention_apply(now=later) == {"runs": 0, "snapshots": 0}  # idempotent
+    assert ledger.ledger_verify().ok
+    assert Run.objects.filter(pk=run.pk, status="succeeded").exists()
