@@ -38,9 +38,10 @@ sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 os.environ["CELERY_BROKER_URL"] = "memory://"
 
-from bench import model_overhead, policy_eval  # noqa: E402 - needs ROOT on the path
+from bench import events_ingest, model_overhead, policy_eval  # noqa: E402 - needs ROOT on the path
 from bench import replay as replay_bench  # noqa: E402
 from bench import review_queue as review_queue_bench  # noqa: E402
+from bench import roi_page as roi_page_bench  # noqa: E402
 
 # Time budgets (seconds): a phase stops launching requests when the next one would not finish within its
 # budget, so the whole run stays under ~3 minutes even on a slow or busy machine; throughput is items / time.
@@ -435,6 +436,7 @@ def main() -> int:
         replay_stats = replay_bench.measure(args.replay_outputs) if args.replay_outputs else None
         queue_sizes = sorted(int(size) for size in args.review_queue_sizes.split(",") if size.strip())
         review_queue_stats = review_queue_bench.measure(queue_sizes) if queue_sizes else None
+        events_stats = events_ingest.measure(key)
 
         for label, result in (("single", single), ("stock", baseline), ("review", review), ("batch", batch)):
             print(
@@ -471,6 +473,8 @@ def main() -> int:
             replay_bench.report(replay_stats, line)
         if review_queue_stats:
             review_queue_bench.report(review_queue_stats, line)
+        events_ingest.report(events_stats, line)
+        roi_page_bench.report(roi_page_bench.measure(), line)
 
         if args.profile:
             profile(key, churn_pk)

@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.accounts import views as accounts_views
 from apps.core import views as core_views
 from apps.core.api import json_error_view
 
@@ -12,6 +14,7 @@ api_v1 = [
     path("", include("apps.delivery.api.urls")),
     path("", include("apps.widget.api.urls")),
     path("", include("apps.policies.api.urls")),
+    path("", include("apps.reporting.api.urls")),
 ]
 
 urlpatterns = [
@@ -19,8 +22,9 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics, name="metrics"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", accounts_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("apps.accounts.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -29,11 +33,14 @@ urlpatterns = [
     path("policies/", include("apps.policies.urls")),
     path("connectors/", include("apps.connectors.urls")),
     path("alerts/", include("apps.monitoring.urls")),
+    path("monitoring/", include("apps.monitoring.monitor_urls")),
     path("roi/", include("apps.reporting.urls")),
     path("audit/", include("apps.audit.urls")),
     path("deliveries/", include("apps.delivery.urls")),
     path("widget/", include("apps.widget.urls")),
     path("governance/", include("apps.governance.urls")),
+    # The admin's own login form would skip the second factor and the SSO button: send it to ours.
+    path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True), name="admin-login"),
     path("admin/", admin.site.urls),
 ]
 

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Model
 
+from apps.accounts.models import AccessEvent
 from apps.core import clock
 from apps.workflows.events import chain_verify
 from apps.workflows.models import Recommendation, RecommendationEvent
@@ -34,8 +35,9 @@ BATCH = 10_000
 
 
 def sources() -> dict[str, type[Model]]:
-    """Every sealed table: recommendation events and the history of each governed model."""
-    return {"event": RecommendationEvent} | {f"history:{key}": model.history.model for key, model in GOVERNED.items()}
+    """Every sealed table: recommendation events, access events and the history of each governed model."""
+    history = {f"history:{key}": model.history.model for key, model in GOVERNED.items()}
+    return {"event": RecommendationEvent, "access": AccessEvent} | history
 
 
 def _rows(model: type[Model], first_id: int, last_id: int):

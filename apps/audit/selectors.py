@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 from django.utils.dateparse import parse_datetime
 
+from apps.accounts.models import AccessEvent
 from apps.connectors.models import Connector, Destination, SourceDataset
 from apps.core.permissions import restrict
 from apps.governance.models import ControlItem, UseCaseControlItem
@@ -38,9 +39,11 @@ GOVERNED: dict[str, type[Model]] = {
     "alert": Alert,
     "approvalrequest": ApprovalRequest,
 }
-SOURCES = [*GOVERNED, EVENTS]
+ACCESS = "access"
+SOURCES = [*GOVERNED, EVENTS, ACCESS]
 SOURCE_LABELS = {key: model._meta.verbose_name.capitalize() for key, model in GOVERNED.items()} | {
-    EVENTS: "Recommendation event"
+    EVENTS: "Recommendation event",
+    ACCESS: "Access event",
 }
 
 
@@ -193,13 +196,33 @@ def _subject(key: str, row) -> tuple[str, tuple]:
     return row.name, ()
 
 
-def _history_entries(key: str, user, *, actor: str, cursor, limit: int) -> list[TrailEntry]:
+@dataclass(frozen=True)
+class TrailFilter:
+    """The time window and object the trail is narrowed to (besides actor and type); empty narrows nothing."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    object_id: int | None = None
+
+    def window(self, time_field: str) -> Q:
+        condition = Q()
+        if self.since:
+            condition &= Q(**{f"{time_field}__gte": self.since})
+        if self.until:
+            condition &= Q(**{f"{time_field}__lt": self.until})
+        return condition
+
+
+def _history_entries(key: str, user, *, actor: str, cursor, limit: int, where: TrailFilter) -> list[TrailEntry]:
     history_model = GOVERNED[key].history.model
     previous = history_model.objects.filter(id=OuterRef("id")).filter(
         Q(history_date__lt=OuterRef("history_date"))
         | Q(history_date=OuterRef("history_date"), history_id__lt=OuterRef("history_id"))
     )
     rows = _visible_history(key, user).filter(_after_cursor("history_date", "history_id", SOURCES.index(key), cursor))
+    rows = rows.filter(where.window("history_date"))
+    if where.object_id is not None:
+        rows = rows.filter(id=where.object_id)
     if actor:
         rows = rows.filter(history_user__username__iexact=actor)
     rows = list(
@@ -240,10 +263,12 @@ def _history_entries(key: str, user, *, actor: str, cursor, limit: int) -> list[
     return entries
 
 
-def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int) -> list[TrailEntry]:
+def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int, where: TrailFilter) -> list[TrailEntry]:
     events = RecommendationEvent.objects.filter(recommendation__in=recommendation_list(user=user)).filter(
-        _after_cursor("at", "pk", SOURCES.index(EVENTS), cursor)
+        _after_cursor("at", "pk", SOURCES.index(EVENTS), cursor), where.window("at")
     )
+    if where.object_id is not None:
+        events = events.filter(recommendation_id=where.object_id)
     if actor:
         events = events.filter(Q(actor_user__username__iexact=actor) | Q(actor_label__iexact=actor))
     if event_type:
@@ -270,27 +295,71 @@ def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int) -> 
     ]
 
 
+def _access_entries(user, *, actor: str, kind: str, cursor, limit: int, where: TrailFilter) -> list[TrailEntry]:
+    """Logins, failed logins, lockouts, grants, exports…: an admin sees everyone's, others their own."""
+    events = AccessEvent.objects.filter(_after_cursor("occurred_at", "id", SOURCES.index(ACCESS), cursor))
+    events = events.filter(where.window("occurred_at"))
+    if not user.is_superuser:
+        events = events.filter(user=user)
+    if actor:
+        events = events.filter(username__iexact=actor)
+    if kind:
+        events = events.filter(kind=kind)
+    return [
+        TrailEntry(
+            source=ACCESS,
+            pk=event.pk,
+            at=event.occurred_at,
+            actor=event.username or "anonymous",
+            action=event.get_kind_display(),
+            subject=event.detail or event.get_kind_display(),
+            object_id=event.user_id,
+            payload=[(key, value) for key, value in (("ip", event.ip), ("method", event.method)) if value],
+            event_type=event.kind,
+        )
+        for event in events.order_by("-occurred_at", "-id")[:limit]
+    ]
+
+
 def audit_trail(
-    *, user, actor: str = "", type: str = "", cursor: str = "", limit: int = PAGE_SIZE
+    *,
+    user,
+    actor: str = "",
+    type: str = "",
+    cursor: str = "",
+    limit: int = PAGE_SIZE,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    object_id: int | None = None,
 ) -> tuple[list[TrailEntry], str | None]:
     """One page of the trail, newest first, and the cursor of the next page (None at the end).
 
     `type` is a governed model key (e.g. "policyversion"), "event" for all recommendation events or
-    "event:<type>" for one event type; empty for everything."""
+    "event:<type>" for one event type; empty for everything. `since`/`until` bound the time, `object_id` the
+    object (with a type: that object's rows; the recommendation for events)."""
     if user is None or not user.is_authenticated:
         return [], None
     position = parse_cursor(cursor) if cursor else None
     actor = actor.strip()
+    where = TrailFilter(since=since, until=until, object_id=object_id)
     event_type = ""
-    if type.startswith(f"{EVENTS}:"):
-        type, event_type = EVENTS, type.split(":", 1)[1]
+    if type.startswith((f"{EVENTS}:", f"{ACCESS}:")):
+        type, event_type = type.split(":", 1)
     sources = [type] if type in SOURCES else SOURCES
+    if object_id is not None:  # an object id names a governed object or a recommendation, not a person
+        sources = [source for source in sources if source != ACCESS]
     entries: list[TrailEntry] = []
     for source in sources:
         if source == EVENTS:
-            entries += _event_entries(user, actor=actor, event_type=event_type, cursor=position, limit=limit + 1)
+            entries += _event_entries(
+                user, actor=actor, event_type=event_type, cursor=position, limit=limit + 1, where=where
+            )
+        elif source == ACCESS:
+            entries += _access_entries(
+                user, actor=actor, kind=event_type, cursor=position, limit=limit + 1, where=where
+            )
         else:
-            entries += _history_entries(source, user, actor=actor, cursor=position, limit=limit + 1)
+            entries += _history_entries(source, user, actor=actor, cursor=position, limit=limit + 1, where=where)
     entries.sort(key=lambda e: (e.at, SOURCES.index(e.source), e.pk), reverse=True)
     page = entries[:limit]
     next_cursor = page[-1].cursor if len(entries) > limit else None

@@ -6,6 +6,7 @@ app_name = "audit"
 
 urlpatterns = [
     path("", views.trail, name="trail"),
-    path("recommendations/<int:pk>/", views.trace, name="trace"),
+    path("export/<slug:format>", views.trail_export, name="trail-export"),
+    path("recommendations/<id:pk>/", views.trace, name="trace"),
     path("verify/", views.verify, name="verify"),
 ]

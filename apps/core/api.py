@@ -165,3 +165,70 @@ class BatchResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(required=False)
     failed = serializers.IntegerField()
     results = ItemResultSerializer(many=True)
+
+
+# Every API error has the body of `error_body`; the schema documents it on every operation, so clients (and the
+# schema fuzzing in CI) know each status an operation may answer besides its successes.
+ERROR_STATUSES = {
+    "400": "Invalid input: `errors` names each field at fault",
+    "401": "No valid API key or session",
+    "403": "The key's scopes or the user's grants do not allow this",
+    "404": "No such object, or not visible to the caller",
+    "405": "Method not allowed",
+    "409": "Conflicts with the object's current state",
+    "413": "The request body is too large",
+    "415": "Unsupported media type",
+    "429": "Too many requests",
+    "503": "A dependency (broker, database) is unavailable; retry later",
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "A stable code, e.g. invalid, not_found, conflict"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["error", "detail", "errors"],
+}
+
+
+def error_responses_hook(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the error responses, with their body, on every operation."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, description in ERROR_STATUSES.items():
+                responses.setdefault(code, {"description": description, "content": reference})
+            batch = responses.get("207", {}).get("content", {}).get("application/json", {}).get("schema")
+            if batch:  # a batch whose every item failed answers 400 with the per-item report
+                responses["400"]["content"] = {
+                    "application/json": {"schema": {"oneOf": [reference["application/json"]["schema"], batch]}}
+                }
+    return result
+
+
+def batch_item_error(index: int, errors: list[tuple[str, object]]) -> dict:
+    """One failed item of a batch: its index and each (field, message)."""
+    return {
+        "index": index,
+        "status": "error",
+        "errors": [{"field": field, "message": str(message)} for field, message in errors],
+    }
+
+
+def batch_item_invalid(index: int, prefix: str, exc: exceptions.ValidationError) -> dict:
+    """A batch item its serializer refused, fields named as `<prefix>[index].<field>`."""
+    detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    item = f"{prefix}[{index}]"
+    return batch_item_error(
+        index,
+        [(item if name == "non_field_errors" else f"{item}.{name}", messages[0]) for name, messages in detail.items()],
+    )

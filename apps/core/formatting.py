@@ -13,3 +13,10 @@ def duration_label(duration: dt.timedelta | None) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
+
+
+def csv_safe(value) -> str:
+    """A cell a spreadsheet shows as text: one starting with = + - @ (or a tab or carriage return) would be run
+    as a formula (CSV injection), so it gets a leading apostrophe."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -23,9 +23,11 @@ import json
 import logging
 from typing import NamedTuple
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, Min, OuterRef, Subquery
+from django.db.models.expressions import RawSQL
 
 from apps.connectors.clients.base import WriteRequest
 from apps.connectors.clients.errors import ConnectorError
@@ -38,7 +40,8 @@ from apps.core.actors import Actor
 from apps.core.exceptions import Conflict, PermissionDenied, ServiceError
 from apps.core.permissions import has_object_permission, restrict
 from apps.core.tasks import send_after_commit
-from apps.workflows.events import event_append
+from apps.reporting.holdout import is_held_out
+from apps.workflows.events import GENESIS_HASH, event_append, event_hash
 from apps.workflows.models import FEEDBACK_EVENT_TYPES, Recommendation, RecommendationEvent, UseCase
 
 from . import notifications, webhooks
@@ -205,6 +208,9 @@ def _refusal(recommendation: Recommendation) -> str:
         )
     if not recommendation.events.filter(type__in=APPROVAL_EVENTS).exists():
         return "Not sent: the output's trail records no approval (by the policy or a reviewer)."
+    if is_held_out(recommendation.use_case, recommendation.subject_key):
+        # The holdout share was raised after this output was made: the control group stays untouched.
+        return "Not sent: the subject is now in the use case's control group (holdout)."
     return ""
 
 
@@ -379,6 +385,7 @@ def delivery_retry(*, actor: Actor, delivery: Delivery) -> Delivery:
 # --- feedback --------------------------------------------------------------------------------------------
 
 FEEDBACK_TYPES = {t.value: t for t in FEEDBACK_EVENT_TYPES} | {
+    "opened": RecommendationEvent.Type.OPENED,
     "edited": RecommendationEvent.Type.FEEDBACK_EDITED,
     "rejected": RecommendationEvent.Type.FEEDBACK_REJECTED,
 }
@@ -431,3 +438,258 @@ def feedback_record(
         # The same event id arrived twice at once: the other request stored it.
         return RecommendationEvent.objects.get(external_id=event_id), False
     return event, True
+
+
+class FeedbackIn(NamedTuple):
+    event_id: str
+    recommendation_id: int
+    type: str
+    at: dt.datetime | None = None
+    payload: dict | None = None
+
+
+FEEDBACK_STATUSES = (
+    Recommendation.Status.DELIVERED,
+    Recommendation.Status.DELIVERING,
+    Recommendation.Status.APPROVED,
+    Recommendation.Status.EDITED,
+)
+
+
+def feedback_record_batch(*, actor: Actor, items: list[FeedbackIn]) -> list[tuple[str, object]]:
+    """feedback_record for a batch, with the same rules, in a handful of queries: one result per item,
+    ("created" | "duplicate", event id) or ("error", ServiceError). The outputs are locked in id order, each
+    chain is extended from its last link in memory and every new event goes in with one insert. Should a
+    concurrent request store one of the same event ids first, the batch is settled item by item instead."""
+    ids = {item.event_id for item in items}
+    stored = {
+        event.external_id: event
+        for event in RecommendationEvent.objects.filter(external_id__in=_any_of(ids, "text")).only(
+            "external_id", "recommendation_id", "type"
+        )
+    }
+    results: list = [None] * len(items)
+    pending: dict[str, tuple[int, FeedbackIn]] = {}
+    for index, item in enumerate(items):
+        if item.type not in FEEDBACK_TYPES:
+            results[index] = ("error", ServiceError(f"Unknown feedback type {item.type!r}.", field="type"))
+        elif item.event_id in stored or item.event_id in pending:
+            first = stored.get(item.event_id) or pending[item.event_id][1]
+            first_type = FEEDBACK_TYPES[first.type] if isinstance(first, FeedbackIn) else first.type
+            if first.recommendation_id != item.recommendation_id or first_type != FEEDBACK_TYPES[item.type]:
+                results[index] = ("error", _EVENT_ID_REUSED)
+            else:
+                results[index] = ("duplicate", item.event_id)
+        else:
+            pending[item.event_id] = (index, item)
+    if not pending:
+        return results
+    allowed = restrict(UseCase.objects.all(), actor.user, "run_usecase")
+    try:
+        with transaction.atomic():
+            statuses = dict(
+                Recommendation.objects.select_for_update()
+                .filter(
+                    use_case__in=allowed,
+                    pk__in=_any_of({item.recommendation_id for _, item in pending.values()}, "bigint"),
+                )
+                .order_by("pk")
+                .values_list("pk", "status")
+            )
+            previous = _chain_ends(list(statuses))
+            now, rows = clock.now(), []
+            for index, item in pending.values():
+                status = statuses.get(item.recommendation_id)
+                if status is None:
+                    results[index] = ("error", _NOT_YOURS)
+                elif status not in FEEDBACK_STATUSES:
+                    results[index] = ("error", _NOT_DELIVERED)
+                else:
+                    row = _event_row(item, actor, item.at or now, previous.get(item.recommendation_id))
+                    previous[item.recommendation_id] = (row[1], row[-1])
+                    rows.append(row)
+                    results[index] = ("created", item.event_id)
+            _events_insert(rows)
+    except IntegrityError:
+        return [_feedback_one(actor, item) for item in items]
+    for index, result in enumerate(results):
+        if result[0] == "duplicate" and result[1] in pending and pending[result[1]][0] != index:
+            first = results[pending[result[1]][0]]  # a repeat within this batch answers as its first did
+            results[index] = ("duplicate", result[1]) if first[0] == "created" else first
+    return results
+
+
+def _any_of(values, sql_type: str):
+    """`values` for an __in lookup. On PostgreSQL one array parameter: with a thousand values, preparing a
+    placeholder per value costs more than the query itself."""
+    if connection.vendor == "postgresql":
+        return RawSQL(f"SELECT unnest(%s::{sql_type}[])", [list(values)])
+    return list(values)
+
+
+def _chain_ends(recommendation_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """{recommendation id: (sequence, hash) of its last event}, in one query."""
+    if connection.vendor == "postgresql":
+        # One backward step on the (recommendation, sequence) index per output, however long the chains grow.
+        table = RecommendationEvent._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""SELECT r.id, e.sequence, e.hash FROM unnest(%s::bigint[]) AS r(id) CROSS JOIN LATERAL
+                (SELECT sequence, hash FROM {table} WHERE recommendation_id = r.id ORDER BY sequence DESC LIMIT 1) e""",
+                [list(recommendation_ids)],
+            )
+            return {pk: (sequence, hash) for pk, sequence, hash in cursor.fetchall()}
+    events = RecommendationEvent.objects.filter(
+        recommendation_id__in=recommendation_ids,
+        sequence=Subquery(
+            RecommendationEvent.objects.filter(recommendation_id=OuterRef("recommendation_id"))
+            .order_by("-sequence")
+            .values("sequence")[:1]
+        ),
+    ).order_by()
+    return {pk: (sequence, hash) for pk, sequence, hash in events.values_list("recommendation_id", "sequence", "hash")}
+
+
+_EVENT_ID_REUSED = ServiceError(
+    "This event id was already used for a different event.", field="event_id", code="conflict"
+)
+_NOT_YOURS = PermissionDenied("No such recommendation, or you may not send feedback on it.")
+_NOT_DELIVERED = ServiceError(
+    "Feedback is only taken on outputs that were approved for delivery.",
+    field="recommendation_id",
+    code="not_delivered",
+)
+
+
+EVENT_COLUMNS = (
+    "recommendation_id",
+    "sequence",
+    "type",
+    "at",
+    "actor_user_id",
+    "actor_api_key_id",
+    "actor_label",
+    "payload",
+    "external_id",
+    "prev_hash",
+    "hash",
+)
+
+
+def _event_row(item: FeedbackIn, actor: Actor, at, previous: tuple[int, str] | None) -> tuple:
+    """The next link of the output's chain (as event_append builds it), as values of EVENT_COLUMNS."""
+    sequence, prev_hash = (previous[0] + 1, previous[1]) if previous else (1, GENESIS_HASH)
+    type = str(FEEDBACK_TYPES[item.type])
+    payload = json.loads(json.dumps(item.payload or {}, default=str))
+    label = actor.label
+    digest = event_hash(
+        prev_hash=prev_hash,
+        recommendation_id=item.recommendation_id,
+        sequence=sequence,
+        type=type,
+        at=at,
+        actor_label=label,
+        payload=payload,
+        external_id=item.event_id,
+    )
+    user_id, key_id = (actor.user.pk if actor.user else None), (actor.api_key.pk if actor.api_key else None)
+    return (
+        item.recommendation_id,
+        sequence,
+        type,
+        at,
+        user_id,
+        key_id,
+        label,
+        payload,
+        item.event_id,
+        prev_hash,
+        digest,
+    )
+
+
+def _events_insert(rows: list[tuple]) -> None:
+    """Insert events given as EVENT_COLUMNS values in one statement. On PostgreSQL a COPY: for a thousand
+    events the ORM's per-value preparation costs more than the database's own work. Constraint violations
+    raise IntegrityError either way."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        RecommendationEvent.objects.bulk_create(
+            [RecommendationEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows]
+        )
+        return
+    from psycopg.types.json import Jsonb
+
+    table = RecommendationEvent._meta.db_table
+    payload = EVENT_COLUMNS.index("payload")
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((*row[:payload], Jsonb(row[payload]), *row[payload + 1 :]))
+
+
+def _feedback_one(actor: Actor, item: FeedbackIn) -> tuple[str, object]:
+    try:
+        event, created = feedback_record(actor=actor, **item._asdict())
+    except ServiceError as exc:
+        return ("error", exc)
+    return ("created" if created else "duplicate", event.external_id)
+
+
+IGNORED_AFTER_DAYS = 7  # default of settings.DOORSTEP_IGNORED_AFTER_DAYS
+IGNORED_BATCH = 500
+# What counts as the user doing something with a delivered output; `opened` alone does not.
+FEEDBACK_ACTIONS = (
+    RecommendationEvent.Type.ACCEPTED,
+    RecommendationEvent.Type.FEEDBACK_EDITED,
+    RecommendationEvent.Type.FEEDBACK_REJECTED,
+    RecommendationEvent.Type.ACTED_ON,
+)
+
+
+def recommendations_ignored_record(*, now: dt.datetime | None = None, days: int | None = None) -> int:
+    """Append `ignored` to every output delivered or shown at least `days` ago (settings
+    DOORSTEP_IGNORED_AFTER_DAYS, default 7) on which nobody acted (accepted, edited, rejected, acted on) in
+    that window. Idempotent: an output is marked once (an action arriving later is still recorded, after it).
+    A system job (the beat task): no permission check. Returns how many were marked."""
+    now = now or clock.now()
+    days = days if days is not None else getattr(settings, "DOORSTEP_IGNORED_AFTER_DAYS", IGNORED_AFTER_DAYS)
+    cutoff = now - dt.timedelta(days=days)
+    events = RecommendationEvent.objects.filter(recommendation_id=OuterRef("pk"))
+    candidates = (
+        Recommendation.objects.filter(
+            Exists(
+                events.filter(
+                    type__in=(RecommendationEvent.Type.DELIVERED, RecommendationEvent.Type.SHOWN), at__lte=cutoff
+                )
+            ),
+        )
+        .exclude(Exists(events.filter(type__in=(*FEEDBACK_ACTIONS, RecommendationEvent.Type.IGNORED))))
+        .values_list("pk", flat=True)
+        .order_by("pk")
+    )
+    actor = Actor.for_system("recommendations_ignored_record")
+    marked = 0
+    while True:
+        ids = list(candidates[:IGNORED_BATCH])
+        if not ids:
+            return marked
+        with transaction.atomic():
+            for recommendation in Recommendation.objects.select_for_update().filter(pk__in=ids).order_by("pk"):
+                # Read again under the lock: an action (or another sweep) may have come in meanwhile.
+                if recommendation.events.filter(
+                    type__in=(*FEEDBACK_ACTIONS, RecommendationEvent.Type.IGNORED)
+                ).exists():
+                    continue
+                since = recommendation.events.filter(
+                    type__in=(RecommendationEvent.Type.DELIVERED, RecommendationEvent.Type.SHOWN)
+                ).aggregate(at=Min("at"))["at"]
+                event_append(
+                    recommendation=recommendation,
+                    type=RecommendationEvent.Type.IGNORED,
+                    actor=actor,
+                    payload={"window_days": days, "since": since.isoformat()},
+                    at=now,
+                )
+                marked += 1

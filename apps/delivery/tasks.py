@@ -52,3 +52,9 @@ def bi_tables_refresh_task():
         except ConnectorError as exc:
             logger.warning("BI table %s not refreshed: %s", destination.name, exc)
     return exported
+
+
+@shared_task(acks_late=True)
+def recommendations_ignored_task():
+    """Beat: mark outputs nobody acted on within the window as ignored (idempotent)."""
+    return services.recommendations_ignored_record()

@@ -6,5 +6,5 @@ app_name = "delivery"
 
 urlpatterns = [
     path("failed/", views.failed_list, name="failed-list"),
-    path("<int:pk>/retry/", views.delivery_retry, name="delivery-retry"),
+    path("<id:pk>/retry/", views.delivery_retry, name="delivery-retry"),
 ]

@@ -6,6 +6,6 @@ app_name = "monitoring"
 
 urlpatterns = [
     path("", views.alert_list, name="alert-list"),
-    path("<int:pk>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
-    path("<int:pk>/resolve/", views.alert_resolve, name="alert-resolve"),
+    path("<id:pk>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
+    path("<id:pk>/resolve/", views.alert_resolve, name="alert-resolve"),
 ]

@@ -6,3 +6,6 @@ class PermissionsConfig(AppConfig):
 
     def ready(self):
         from . import schema  # noqa: F401 - registers the API key scheme with drf-spectacular
+        from .signals import connect
+
+        connect()

@@ -6,11 +6,10 @@ from django.db import models
 from apps.core import clock
 
 
-class DailyRollup(models.Model):
-    """Figures of one use case on one day, recomputed exactly from recommendations and events."""
+class RollupFigures(models.Model):
+    """The figures a rollup row holds for one use case over one period, recomputed exactly from the facts."""
 
-    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.CASCADE, related_name="rollups")
-    day = models.DateField()
+    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.CASCADE, related_name="+")
     recommendations = models.PositiveIntegerField(default=0)
     reviewed = models.PositiveIntegerField(default=0)
     approved = models.PositiveIntegerField(default=0)
@@ -27,11 +26,72 @@ class DailyRollup(models.Model):
     cycle_count = models.PositiveIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DailyRollup(RollupFigures):
+    """Figures of one use case on one day (in TIME_ZONE)."""
+
+    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.CASCADE, related_name="rollups")
+    day = models.DateField()
+
+    class Meta:
         ordering = ["use_case", "day"]
         constraints = [models.UniqueConstraint(fields=["use_case", "day"], name="rollup_unique_day")]
 
     def __str__(self):
         return f"{self.use_case_id} on {self.day}"
+
+
+class HourlyRollup(RollupFigures):
+    """Figures of one use case in one hour. Distinct counts (a recommendation shown twice counts once) are
+    per hour here and per day in DailyRollup, so a day is not the sum of its hours: both are kept."""
+
+    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.CASCADE, related_name="hourly_rollups")
+    hour = models.DateTimeField(help_text="Start of the hour")
+
+    class Meta:
+        ordering = ["use_case", "hour"]
+        constraints = [models.UniqueConstraint(fields=["use_case", "hour"], name="rollup_unique_hour")]
+
+    def __str__(self):
+        return f"{self.use_case_id} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class RejectionRollup(models.Model):
+    """How many times one reason was given for rejecting a use case's recommendations on one day: by a
+    reviewer (the verdict's reason code) or by the business user (the feedback event's `reason`)."""
+
+    class Source(models.TextChoices):
+        REVIEW = "review", "Reviewer"
+        FEEDBACK = "feedback", "Business user"
+
+    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.CASCADE, related_name="rejection_rollups")
+    day = models.DateField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    reason = models.CharField(max_length=80)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["use_case", "day", "source", "reason"], name="rejection_rollup_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.reason} ×{self.count} on {self.day}"
+
+
+class RollupWatermark(models.Model):
+    """How far the incremental refresh has read one fact table (by primary key). `safe_id` trails `seen_id`
+    by one run, so a row whose transaction committed after the run that saw higher ids is still read."""
+
+    source = models.CharField(max_length=40, unique=True)
+    safe_id = models.BigIntegerField(default=0)
+    seen_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self):
+        return f"{self.source} through {self.seen_id}"
 
 
 class BusinessOutcome(models.Model):

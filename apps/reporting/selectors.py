@@ -1,4 +1,4 @@
-"""ROI reads. Only DailyRollup rows are read (never the big fact tables), of use cases the user may view.
+"""ROI reads. Only rollup rows are read (never the big fact tables), of use cases the user may view.
 
 Every money and rate figure is computed from summed rollup counts and the use case's baseline, and
 comes with an `explain` string that spells the formula with its inputs, so an executive can check it.
@@ -9,10 +9,12 @@ import datetime as dt
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db.models import Sum
+
 from apps.core.permissions import restrict
 from apps.workflows.models import UseCase
 
-from .models import DailyRollup
+from .models import DailyRollup, RejectionRollup
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
@@ -238,9 +240,10 @@ def roi_summary(
 ) -> dict:
     """ROI of the use cases the user may view (view_usecase), between start and end inclusive.
 
-    Two queries whatever the range: the visible use cases, then their rollup rows.
+    Three queries whatever the range: the visible use cases, their daily rollup rows, their rejection counts.
     Returns `totals`, `use_cases`, `business_units` (figure dicts with `explain`), `daily` (one
-    figure dict per use case and day that had a rollup, for export) and `charts` (plain floats for Plotly).
+    figure dict per use case and day that had a rollup, for export), `rejections` (the top reasons, with
+    `explain`) and `charts` (plain floats for Plotly).
     """
     use_cases = roi_use_cases(user=user, use_case_slug=use_case_slug, business_unit=business_unit)
     by_id = {use_case.pk: use_case for use_case in use_cases}
@@ -282,6 +285,12 @@ def roi_summary(
     daily_figures = [
         {"day": day, "use_case": use_case, **_derive(dict(figures), use_case)} for day, use_case, figures in daily
     ]
+    rejections = rejection_reasons(use_case_ids=list(by_id), start=start, end=end)
+    charts = _charts(days, per_day, per_use_case_day, use_case_figures, totals)
+    charts["reasons"] = {
+        "labels": [f"{r['reason']} ({r['source_label'].lower()})" for r in rejections[:TOP_REASONS]],
+        "values": [r["count"] for r in rejections[:TOP_REASONS]],
+    }
     return {
         "start": start,
         "end": end,
@@ -289,8 +298,46 @@ def roi_summary(
         "use_cases": use_case_figures,
         "business_units": business_units,
         "daily": daily_figures,
-        "charts": _charts(days, per_day, per_use_case_day, use_case_figures, totals),
+        "rejections": rejections,
+        "charts": charts,
     }
+
+
+TOP_REASONS = 8
+
+
+def rejection_reasons(*, use_case_ids: list[int], start: dt.date, end: dt.date) -> list[dict]:
+    """Every rejection reason given on those use cases between start and end, most frequent first, from the
+    rejection rollups (one grouped query). Each has `count`, `share` of all rejections and `explain`."""
+    if not use_case_ids:
+        return []
+    rows = list(
+        RejectionRollup.objects.filter(use_case_id__in=use_case_ids, day__gte=start, day__lte=end)
+        .values("source", "reason")
+        .annotate(n=Sum("count"))
+        .order_by("-n", "source", "reason")
+    )
+    total = sum(row["n"] for row in rows)
+    labels = dict(RejectionRollup.Source.choices)
+    counted = {
+        RejectionRollup.Source.REVIEW: "review verdicts rejecting with this reason",
+        RejectionRollup.Source.FEEDBACK: "'rejected' feedback events from the business app with this reason",
+    }
+    return [
+        {
+            "source": row["source"],
+            "source_label": labels[row["source"]],
+            "reason": row["reason"],
+            "count": row["n"],
+            "share": row["n"] / total,
+            "shown_as": {"count": fmt_num(row["n"]), "share": fmt_rate(row["n"] / total)},
+            "explain": (
+                f"{fmt_num(row['n'])} {counted[row['source']]}, {start} to {end}; "
+                f"share = {fmt_num(row['n'])} / {fmt_num(total)} rejections = {fmt_rate(row['n'] / total)}"
+            ),
+        }
+        for row in rows
+    ]
 
 
 def _float(value) -> float | None:

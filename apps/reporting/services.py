@@ -1,44 +1,62 @@
-"""Daily rollups: the only numbers the ROI view reads, recomputed exactly from the facts.
+"""Rollups: the only numbers the ROI view reads, recomputed exactly from the facts.
 
-A rollup row is a pure function of recommendations, review verdicts and lifecycle events, so a
-rebuild of any day range is idempotent and safe to repeat (the beat job rebuilds today and yesterday).
+A rollup row is a pure function of recommendations, review verdicts and lifecycle events, so recomputing
+any bucket is idempotent and safe to repeat. Two ways in: `rollup_rebuild` recomputes a whole day range
+(the command), `rollup_refresh` recomputes only the hours and days touched by facts written since its last
+run (Celery beat), found through a primary-key watermark per fact table.
 """
 
 import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
+from functools import reduce
+from operator import or_
 
 from django.db import transaction
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
+from apps.core import clock
 from apps.reviews.models import ReviewVerdict
 from apps.workflows.models import Recommendation, RecommendationEvent
 
-from .models import DailyRollup
+from .models import DailyRollup, HourlyRollup, RejectionRollup, RollupWatermark
 
-# Lifecycle events counted per day, one per recommendation (a recommendation delivered to two
-# destinations, or shown twice, counts once on that day).
+# Lifecycle events counted per bucket, one per recommendation (a recommendation delivered to two
+# destinations, or shown twice, counts once in that hour and once on that day).
 EVENT_FIELDS = {
     RecommendationEvent.Type.DELIVERED: "delivered",
     RecommendationEvent.Type.SHOWN: "shown",
     RecommendationEvent.Type.ACCEPTED: "accepted",
     RecommendationEvent.Type.ACTED_ON: "acted_on",
 }
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+REASON_LENGTH = 80
+NO_REASON = "(no reason given)"
+
+# A window: [lower, upper) of time, and the use cases it covers (None: all).
+Window = tuple[dt.datetime, dt.datetime, frozenset | None]
 
 
 def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """[start 00:00, end+1 00:00) in the current time zone: the same days TruncDate reports."""
     tz = timezone.get_current_timezone()
     lower = dt.datetime.combine(start, dt.time.min, tzinfo=tz)
-    upper = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+    upper = dt.datetime.combine(end + DAY, dt.time.min, tzinfo=tz)
     return lower, upper
 
 
 def _as_date(value) -> dt.date:
     # TruncDate gives a date on every backend we support; keep strings (old SQLite drivers) safe too.
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _as_hour(value) -> dt.datetime:
+    value = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return value if timezone.is_aware(value) else timezone.make_aware(value)
 
 
 def _seconds(value) -> float:
@@ -49,23 +67,31 @@ def _seconds(value) -> float:
     return float(value) / 1_000_000  # a raw microsecond count
 
 
-def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[tuple[int, dt.date], dict]:
-    """The rollup figures for every (use case, day) in [start, end] that had any activity.
+def _within(windows: list[Window], time_path: str, use_case_path: str) -> Q:
+    """Facts whose time lies in one of the windows, for that window's use cases."""
 
-    Five grouped queries for the whole range, whatever its length; days without activity are absent.
-    """
-    lower, upper = _bounds(start, end)
-    rows: dict[tuple[int, dt.date], dict] = defaultdict(dict)
-
-    def scoped(queryset, use_case_path):
+    def one(window: Window) -> Q:
+        lower, upper, use_case_ids = window
+        q = Q(**{f"{time_path}__gte": lower, f"{time_path}__lt": upper})
         if use_case_ids is not None:
-            queryset = queryset.filter(**{f"{use_case_path}__in": list(use_case_ids)})
-        return queryset
+            q &= Q(**{f"{use_case_path}__in": sorted(use_case_ids)})
+        return q
+
+    return reduce(or_, (one(window) for window in windows))
+
+
+def _compute(windows: list[Window], hourly: bool) -> dict[tuple, dict]:
+    """The figures of every (use case, day or hour) with activity inside the windows, keyed by
+    (use_case_id, day) or (use_case_id, hour). Four grouped queries, whatever the windows."""
+    trunc, key_of = (TruncHour, _as_hour) if hourly else (TruncDate, _as_date)
+    rows: dict[tuple, dict] = defaultdict(dict)
+    if not windows:
+        return {}
 
     recommendations = (
-        scoped(Recommendation.objects.filter(created_at__gte=lower, created_at__lt=upper), "use_case_id")
-        .annotate(day=TruncDate("created_at"))
-        .values("use_case_id", "day")
+        Recommendation.objects.filter(_within(windows, "created_at", "use_case_id"))
+        .annotate(bucket=trunc("created_at"))
+        .values("use_case_id", "bucket")
         .annotate(
             n=Count("pk"),
             blocked=Count("pk", filter=Q(status=Recommendation.Status.BLOCKED)),
@@ -74,17 +100,14 @@ def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[t
         .order_by()
     )
     for r in recommendations:
-        row = rows[(r["use_case_id"], _as_date(r["day"]))]
+        row = rows[(r["use_case_id"], key_of(r["bucket"]))]
         row.update(recommendations=r["n"], blocked=r["blocked"], model_cost=r["cost"] or Decimal("0"))
 
     Decision = ReviewVerdict.Decision
     verdicts = (
-        scoped(
-            ReviewVerdict.objects.filter(created_at__gte=lower, created_at__lt=upper),
-            "task__recommendation__use_case_id",
-        )
-        .annotate(day=TruncDate("created_at"), use_case_id=F("task__recommendation__use_case_id"))
-        .values("use_case_id", "day")
+        ReviewVerdict.objects.filter(_within(windows, "created_at", "task__recommendation__use_case_id"))
+        .annotate(bucket=trunc("created_at"), use_case_id=F("task__recommendation__use_case_id"))
+        .values("use_case_id", "bucket")
         .annotate(
             n=Count("pk"),
             approved=Count("pk", filter=Q(decision=Decision.APPROVE)),
@@ -95,7 +118,7 @@ def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[t
         .order_by()
     )
     for v in verdicts:
-        row = rows[(v["use_case_id"], _as_date(v["day"]))]
+        row = rows[(v["use_case_id"], key_of(v["bucket"]))]
         row.update(
             reviewed=v["n"],
             approved=v["approved"],
@@ -105,23 +128,21 @@ def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[t
         )
 
     events = (
-        scoped(
-            RecommendationEvent.objects.filter(type__in=list(EVENT_FIELDS), at__gte=lower, at__lt=upper),
-            "recommendation__use_case_id",
-        )
-        .annotate(day=TruncDate("at"), use_case_id=F("recommendation__use_case_id"))
-        .values("use_case_id", "day", "type")
+        RecommendationEvent.objects.filter(type__in=list(EVENT_FIELDS))
+        .filter(_within(windows, "at", "recommendation__use_case_id"))
+        .annotate(bucket=trunc("at"), use_case_id=F("recommendation__use_case_id"))
+        .values("use_case_id", "bucket", "type")
         .annotate(n=Count("recommendation_id", distinct=True))
         .order_by()
     )
     for e in events:
-        rows[(e["use_case_id"], _as_date(e["day"]))][EVENT_FIELDS[e["type"]]] = e["n"]
+        rows[(e["use_case_id"], key_of(e["bucket"]))][EVENT_FIELDS[e["type"]]] = e["n"]
 
-    # Cycle time: created → delivered (all destinations done), counted on the day it was delivered.
+    # Cycle time: created → delivered (all destinations done), counted when it was delivered.
     cycles = (
-        scoped(Recommendation.objects.filter(delivered_at__gte=lower, delivered_at__lt=upper), "use_case_id")
-        .annotate(day=TruncDate("delivered_at"))
-        .values("use_case_id", "day")
+        Recommendation.objects.filter(_within(windows, "delivered_at", "use_case_id"))
+        .annotate(bucket=trunc("delivered_at"))
+        .values("use_case_id", "bucket")
         .annotate(
             n=Count("pk"),
             total=Sum(ExpressionWrapper(F("delivered_at") - F("created_at"), output_field=DurationField())),
@@ -129,28 +150,185 @@ def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[t
         .order_by()
     )
     for c in cycles:
-        row = rows[(c["use_case_id"], _as_date(c["day"]))]
+        row = rows[(c["use_case_id"], key_of(c["bucket"]))]
         row.update(cycle_count=c["n"], cycle_seconds_total=max(0.0, _seconds(c["total"])))
     return dict(rows)
 
 
-def rollup_rebuild(*, start: dt.date, end: dt.date, use_case_ids=None) -> int:
-    """Replace the rollups of [start, end] (of the given use cases, or all) with an exact recomputation.
+def _compute_rejections(windows: list[Window]) -> dict[tuple, int]:
+    """Rejection counts keyed by (use_case_id, day, source, reason) inside the windows (day windows)."""
+    counts: dict[tuple, int] = defaultdict(int)
+    if not windows:
+        return {}
+    verdicts = (
+        ReviewVerdict.objects.filter(decision=ReviewVerdict.Decision.REJECT)
+        .filter(_within(windows, "created_at", "task__recommendation__use_case_id"))
+        .annotate(day=TruncDate("created_at"), use_case_id=F("task__recommendation__use_case_id"))
+        .values("use_case_id", "day", "reason_code")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    labels = dict(ReviewVerdict.Reason.choices)
+    for v in verdicts:
+        reason = labels.get(v["reason_code"], v["reason_code"]) or NO_REASON
+        counts[(v["use_case_id"], _as_date(v["day"]), RejectionRollup.Source.REVIEW, reason)] += v["n"]
+    feedback = (
+        RecommendationEvent.objects.filter(type=RecommendationEvent.Type.FEEDBACK_REJECTED)
+        .filter(_within(windows, "at", "recommendation__use_case_id"))
+        .annotate(
+            day=TruncDate("at"),
+            use_case_id=F("recommendation__use_case_id"),
+            reason=KeyTextTransform("reason", "payload"),
+        )
+        .values("use_case_id", "day", "reason")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for e in feedback:
+        # Free text from the business app: trimmed, so two long reasons that start alike count together.
+        reason = " ".join(str(e["reason"] or "").split())[:REASON_LENGTH] or NO_REASON
+        counts[(e["use_case_id"], _as_date(e["day"]), RejectionRollup.Source.FEEDBACK, reason)] += e["n"]
+    return dict(counts)
 
-    One transaction: readers see the old rows or the new ones, never a half-built range. Only days
-    with activity get a row. Returns the number of rows written. A system job: no permission check.
-    """
+
+def rollup_compute(*, start: dt.date, end: dt.date, use_case_ids=None) -> dict[tuple[int, dt.date], dict]:
+    """The daily figures for every (use case, day) in [start, end] that had any activity; days without
+    activity are absent. Four grouped queries for the whole range, whatever its length."""
+    lower, upper = _bounds(start, end)
+    return _compute([(lower, upper, None if use_case_ids is None else frozenset(use_case_ids))], hourly=False)
+
+
+def _replace(day_windows: list[Window], hour_windows: list[Window]) -> int:
+    """Recompute the daily and rejection rows inside day-aligned `day_windows` and the hourly rows inside
+    `hour_windows`, and swap them in, in one transaction: readers see the old rows or the new ones, never a
+    half-built range."""
+    daily = _compute(day_windows, hourly=False)
+    hourly = _compute(hour_windows, hourly=True)
+    rejections = _compute_rejections(day_windows)
+    with transaction.atomic():
+        for model, time_path, windows in (
+            (DailyRollup, "day", day_windows),
+            (HourlyRollup, "hour", hour_windows),
+            (RejectionRollup, "day", day_windows),
+        ):
+            if not windows:
+                continue
+            stale = Q()
+            for lower, upper, use_case_ids in windows:
+                if time_path == "day":
+                    q = Q(day__gte=timezone.localdate(lower), day__lt=timezone.localdate(upper))
+                else:
+                    q = Q(hour__gte=lower, hour__lt=upper)
+                if use_case_ids is not None:
+                    q &= Q(use_case_id__in=sorted(use_case_ids))
+                stale |= q
+            model.objects.filter(stale).delete()
+        DailyRollup.objects.bulk_create(
+            [DailyRollup(use_case_id=u, day=day, **values) for (u, day), values in sorted(daily.items())],
+            batch_size=500,
+        )
+        HourlyRollup.objects.bulk_create(
+            [HourlyRollup(use_case_id=u, hour=hour, **values) for (u, hour), values in sorted(hourly.items())],
+            batch_size=500,
+        )
+        RejectionRollup.objects.bulk_create(
+            [
+                RejectionRollup(use_case_id=u, day=day, source=source, reason=reason, count=n)
+                for (u, day, source, reason), n in sorted(rejections.items())
+            ],
+            batch_size=500,
+        )
+    return len(daily)
+
+
+def rollup_rebuild(*, start: dt.date, end: dt.date, use_case_ids=None) -> int:
+    """Replace the daily and hourly rollups and rejection counts of [start, end] (of the given use cases,
+    or all) with an exact recomputation. Returns the number of daily rows written. A system job: no
+    permission check."""
     if end < start:
         raise ValueError("end is before start")
-    figures = rollup_compute(start=start, end=end, use_case_ids=use_case_ids)
-    new_rows = [
-        DailyRollup(use_case_id=use_case_id, day=day, **values)
-        for (use_case_id, day), values in sorted(figures.items())
-    ]
+    lower, upper = _bounds(start, end)
+    windows = [(lower, upper, None if use_case_ids is None else frozenset(use_case_ids))]
+    return _replace(windows, windows)
+
+
+# -- incremental refresh -----------------------------------------------------------------------------
+
+# Each fact table, and the times of a new row that it changes rollups at. An event also stands for the
+# update to its recommendation that came with it (delivered_at and status are set with an event).
+SOURCES = {
+    "recommendation": (Recommendation, "use_case_id", ("created_at",)),
+    "verdict": (ReviewVerdict, "task__recommendation__use_case_id", ("created_at",)),
+    "event": (
+        RecommendationEvent,
+        "recommendation__use_case_id",
+        ("at", "recommendation__created_at", "recommendation__delivered_at"),
+    ),
+}
+
+
+def _touched_hours(model, use_case_path: str, time_paths, *, after: int, through: int) -> set[tuple]:
+    """(use case, start of the hour) of every time the rows with after < pk <= through carry: one query."""
+    hours = {f"hour_{n}": TruncHour(path) for n, path in enumerate(time_paths)}
+    rows = (
+        model.objects.filter(pk__gt=after, pk__lte=through)
+        .annotate(use_case_id_=F(use_case_path), **hours)
+        .values_list("use_case_id_", *hours)
+        .distinct()
+        .order_by()
+    )
+    return {(row[0], _as_hour(hour)) for row in rows for hour in row[1:] if hour is not None}
+
+
+def _merged(buckets: list[Window]) -> list[Window]:
+    """Adjacent buckets of the same use cases as one window, so a long run of days is one condition."""
+    windows: list[Window] = []
+    for lower, upper, ids in sorted(buckets, key=lambda bucket: bucket[0]):
+        if windows and windows[-1][1] == lower and windows[-1][2] == ids:
+            windows[-1] = (windows[-1][0], upper, ids)
+        else:
+            windows.append((lower, upper, ids))
+    return windows
+
+
+def _windows(touched: set[tuple]) -> tuple[list[Window], list[Window]]:
+    """The day windows and the hour windows that cover the touched (use case, hour) buckets."""
+    by_day: dict[dt.date, set[int]] = defaultdict(set)
+    by_hour: dict[dt.datetime, set[int]] = defaultdict(set)
+    for use_case_id, hour in touched:
+        by_day[timezone.localdate(hour)].add(use_case_id)
+        by_hour[hour].add(use_case_id)
+    days = [(*_bounds(day, day), frozenset(ids)) for day, ids in by_day.items()]
+    hours = [(hour, hour + HOUR, frozenset(ids)) for hour, ids in by_hour.items()]
+    return _merged(days), _merged(hours)
+
+
+def rollup_refresh() -> int:
+    """Recompute only the rollups that facts written since the last refresh touch (daily rows and rejection
+    counts of those days, hourly rows of those hours), then move the watermarks. Returns the number of
+    (use case, hour) buckets touched. Idempotent; concurrent refreshes queue on the watermark rows (on
+    PostgreSQL). A system job: no permission check."""
     with transaction.atomic():
-        stale = DailyRollup.objects.filter(day__gte=start, day__lte=end)
-        if use_case_ids is not None:
-            stale = stale.filter(use_case_id__in=list(use_case_ids))
-        stale.delete()
-        DailyRollup.objects.bulk_create(new_rows, batch_size=500)
-    return len(new_rows)
+        marks = {
+            mark.source: mark
+            for mark in RollupWatermark.objects.select_for_update().filter(source__in=list(SOURCES)).order_by("source")
+        }
+        for source in SOURCES:
+            if source not in marks:
+                marks[source], _ = RollupWatermark.objects.get_or_create(source=source)
+        touched: set[tuple] = set()
+        highest = {}
+        for source, (model, use_case_path, time_paths) in SOURCES.items():
+            mark = marks[source]
+            highest[source] = model.objects.aggregate(top=Max("pk"))["top"] or 0
+            if highest[source] > mark.safe_id:
+                touched |= _touched_hours(model, use_case_path, time_paths, after=mark.safe_id, through=highest[source])
+        if touched:
+            _replace(*_windows(touched))
+        now = clock.now()
+        for source, mark in marks.items():
+            # Next time, read again from what this run's predecessor saw: a row with a lower id whose
+            # transaction was still open then is picked up by this overlap.
+            mark.safe_id, mark.seen_id, mark.updated_at = mark.seen_id, highest[source], now
+            mark.save(update_fields=["safe_id", "seen_id", "updated_at"])
+    return len(touched)

@@ -5,15 +5,19 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseBadRequest
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from apps.core import clock
+from apps.core.formatting import csv_safe
 from apps.core.htmx import render_page
 
-from . import selectors
+from . import lift, selectors
 from .selectors import money
 
+LIFT_TEMPLATE = "reporting/_lift.html"
 DEFAULT_DAYS = 90
 MAX_DAYS = 731
 
@@ -77,6 +81,15 @@ def _query(filters: dict) -> str:
     )
 
 
+def _lift_template() -> str | None:
+    """The treated-vs-holdout lift section, when the reporting app ships it (it comes with the holdout work)."""
+    try:
+        get_template(LIFT_TEMPLATE)
+    except TemplateDoesNotExist:
+        return None
+    return LIFT_TEMPLATE
+
+
 @require_GET
 @login_required
 def roi(request):
@@ -91,7 +104,16 @@ def roi(request):
         "summary": summary,
         "chart_data": summary["charts"],
         "charts": CHARTS,
+        "lift_template": _lift_template(),
     }
+    if context["lift_template"]:
+        context["lift"] = lift.lift_summary(
+            user=request.user,
+            start=filters["start"],
+            end=filters["end"],
+            use_case_slug=filters["use_case"] or None,
+            business_unit=filters["business_unit"] or None,
+        )
     return render_page(request, "reporting/roi.html", context, fragment="charts")
 
 
@@ -112,6 +134,7 @@ CHARTS = {
         "Net value",
         ("accepted", "hours_saved", "time_value", "outcome_value", "model_cost", "reviewer_cost", "net_value"),
     ),
+    "reasons": ("Top rejection reasons", None),  # one row per reason, not per day: see _export_reasons
 }
 ALL_COLUMNS = (
     "recommendations",
@@ -154,11 +177,6 @@ def _cell(name: str, value):
     return value
 
 
-def _text(value: str) -> str:
-    # A spreadsheet runs a cell that starts with = + - @ as a formula: names are shown as text.
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 @require_GET
 @login_required
 def roi_export(request):
@@ -174,11 +192,25 @@ def roi_export(request):
             " ".join(form.errors.get("__all__", [])) or "Invalid filters.", content_type="text/plain"
         )
     summary = _summary(request, filters)
-    columns = CHARTS[chart][1] or ALL_COLUMNS
     filename = f"doorstep-roi-{chart}-{filters['start']:%Y%m%d}-{filters['end']:%Y%m%d}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
+    if chart == "reasons":
+        writer.writerow(["source", "reason", "count", "share", "start", "end"])
+        for row in summary["rejections"]:
+            writer.writerow(
+                [
+                    row["source"],
+                    csv_safe(row["reason"]),
+                    row["count"],
+                    _cell("share", row["share"]),
+                    filters["start"].isoformat(),
+                    filters["end"].isoformat(),
+                ]
+            )
+        return response
+    columns = CHARTS[chart][1] or ALL_COLUMNS
     writer.writerow(["day", "use_case", "use_case_name", "business_unit", *columns])
     for row in summary["daily"]:
         use_case = row["use_case"]
@@ -186,8 +218,8 @@ def roi_export(request):
             [
                 row["day"].isoformat(),
                 use_case.slug,
-                _text(use_case.name),
-                _text(use_case.business_unit),
+                csv_safe(use_case.name),
+                csv_safe(use_case.business_unit),
                 *(_cell(name, row[name]) for name in columns),
             ]
         )

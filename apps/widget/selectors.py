@@ -5,6 +5,7 @@ from django.core import signing
 from apps.core import clock
 from apps.core.exceptions import PermissionDenied
 from apps.core.permissions import has_object_permission
+from apps.reporting.holdout import is_held_out
 from apps.workflows.models import Recommendation, RecommendationEvent
 
 from .models import WidgetToken
@@ -66,7 +67,10 @@ def widget_frame_origins(*, widget_token: WidgetToken) -> list[str]:
 
 
 def widget_recommendation_latest(*, widget_token: WidgetToken) -> Recommendation | None:
-    """The newest output for the link's use case and subject that passed (allowed, approved or edited)."""
+    """The newest output for the link's use case and subject that passed (allowed, approved or edited);
+    nothing for a subject of the control group (holdout), even one that had outputs before joining it."""
+    if is_held_out(widget_token.use_case, widget_token.subject_key):
+        return None
     return (
         Recommendation.objects.filter(
             use_case_id=widget_token.use_case_id, subject_key=widget_token.subject_key, status__in=SHOWABLE
@@ -78,6 +82,8 @@ def widget_recommendation_latest(*, widget_token: WidgetToken) -> Recommendation
 
 def widget_recommendation(*, widget_token: WidgetToken, pk: int) -> Recommendation | None:
     """One showable output, only within the link's use case and subject: a link never reaches another."""
+    if is_held_out(widget_token.use_case, widget_token.subject_key):
+        return None
     return Recommendation.objects.filter(
         pk=pk, use_case_id=widget_token.use_case_id, subject_key=widget_token.subject_key, status__in=SHOWABLE
     ).first()

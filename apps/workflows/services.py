@@ -31,10 +31,12 @@ from apps.core.actors import Actor
 from apps.core.exceptions import Conflict, NotFound, PermissionDenied, ServiceError
 from apps.core.permissions import has_object_permission, restrict
 from apps.core.tasks import send_after_commit
+from apps.monitoring.services import budget_plan, model_answer_account
 from apps.permissions.services import object_permission_grant
 from apps.policies import evaluation
 from apps.policies.models import PolicyDecision, Rule
 from apps.policies.selectors import policy_active_version
+from apps.reporting.holdout import is_held_out
 from apps.reviews import sla as review_sla
 from apps.reviews.models import ReviewQueue, ReviewTask
 
@@ -64,31 +66,51 @@ def _require_runnable(actor: Actor, use_case: UseCase) -> None:
 
 
 def run_request(*, actor: Actor, use_case: UseCase, subject_key: str, trigger: str) -> Run:
-    """Ask for a run of `use_case` for one subject; the worker executes it after commit. Needs run_usecase."""
+    """Ask for a run of `use_case` for one subject; the worker executes it after commit. Needs run_usecase.
+    A subject of the control group (reporting.holdout) gets a run recorded as held out, and nothing else:
+    no model call, no recommendation; the run is its trigger time for the ROI comparison."""
     from .tasks import run_execute_task
 
     _require_runnable(actor, use_case)
     subject_key = (subject_key or "").strip()
     if not subject_key:
         raise ServiceError("The subject key is required.", field="subject")
+    if is_held_out(use_case, subject_key):
+        return _run_held_out_record(actor=actor, use_case=use_case, subject_key=subject_key, trigger=trigger)
     with transaction.atomic():
         run = Run.objects.create(use_case=use_case, subject_key=subject_key, trigger=trigger, requested_by=actor.user)
         send_after_commit(run_execute_task, run.pk)
     return run
 
 
-def _call_with_fallback(use_case: UseCase, records: list[dict]) -> tuple[ModelResult, object, bool, int, list[str]]:
-    """The primary endpoint, then the fallback endpoint. Each gets up to model_max_attempts calls of at most
-    model_timeout_seconds, with capped exponential backoff and jitter between them (a 429's short Retry-After
-    is honoured); a permanent error (credentials, a 4xx, configuration) or a long rate limit moves on to the
-    fallback at once. Every call's outcome goes to the endpoint's health and the call-duration metric."""
+def _run_held_out_record(*, actor: Actor, use_case: UseCase, subject_key: str, trigger: str) -> Run:
+    now = clock.now()
+    return Run.objects.create(
+        use_case=use_case,
+        subject_key=subject_key,
+        trigger=trigger,
+        requested_by=actor.user,
+        status=Run.Status.HELD_OUT,
+        created_at=now,
+        finished_at=now,
+    )
+
+
+def _call_with_fallback(
+    use_case: UseCase, records: list[dict], endpoints: list | None = None
+) -> tuple[ModelResult, object, bool, int, list[str]]:
+    """The endpoints the budgets allow (the primary, then the fallback; monitoring's budget_plan). Each gets up
+    to model_max_attempts calls of at most model_timeout_seconds, with capped exponential backoff and jitter
+    between them (a 429's short Retry-After is honoured); a permanent error (credentials, a 4xx,
+    configuration) or a long rate limit moves on to the fallback at once. Every call's outcome goes to the
+    endpoint's health and the call-duration metric."""
+    if endpoints is None:
+        endpoints = budget_plan(use_case=use_case).endpoints
     errors: list[str] = []
     attempts = 0
     timeout = use_case.model_timeout_seconds
     max_attempts = max(1, use_case.model_max_attempts)  # 0 would skip a configured endpoint without a word
-    for endpoint, is_fallback in ((use_case.model_endpoint, False), (use_case.fallback_endpoint, True)):
-        if endpoint is None:
-            continue
+    for endpoint, is_fallback in endpoints:
         for attempt in range(1, max_attempts + 1):
             attempts += 1
             started = time.perf_counter()
@@ -120,9 +142,13 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
     run = Run.objects.select_related(
         "use_case__source_dataset__connector", "use_case__model_endpoint", "use_case__fallback_endpoint"
     ).get(pk=run_id)
-    if run.status in (Run.Status.SUCCEEDED, Run.Status.FAILED):
+    if run.status in (Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.HELD_OUT):
         return run
     use_case = run.use_case
+    if is_held_out(use_case, run.subject_key):  # the share was raised after the request
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.HELD_OUT, finished_at=clock.now())
+        run.refresh_from_db()
+        return run
     Run.objects.filter(pk=run.pk, started_at__isnull=True).update(started_at=clock.now())
     Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
     try:
@@ -148,6 +174,7 @@ def run_execute(*, run_id: int, actor: Actor | None = None) -> Run:
             content=answer["output"],
             confidence=answer["confidence"],
             proposed_action=answer["proposed_action"],
+            review_required=answer.get("budget_review", False),  # the use case's hard budget action
             cost=run.cost,
             context=snapshot.records[0],
             freshness=snapshot.freshness,
@@ -246,13 +273,16 @@ def _run_call_model(run: Run, snapshot: ContextSnapshot) -> None:
     if run.model_output is not None:
         return
     tick = time.perf_counter()
-    result, endpoint, used_fallback, attempts, errors = _call_with_fallback(run.use_case, snapshot.records)
+    use_case = run.use_case
+    plan = budget_plan(use_case=use_case)  # past a hard limit: fewer endpoints, review, or no call at all
+    result, endpoint, used_fallback, attempts, errors = _call_with_fallback(use_case, snapshot.records, plan.endpoints)
     run.step_timings["call_model"] = round((time.perf_counter() - tick) * 1000, 2)
     stored = Run.objects.filter(pk=run.pk, model_output__isnull=True).update(
         model_output={
             "output": result.output,
             "confidence": result.confidence,
             "proposed_action": result.proposed_action,
+            "budget_review": plan.review_required,
         },
         model_endpoint=endpoint,
         used_fallback=used_fallback,
@@ -267,6 +297,8 @@ def _run_call_model(run: Run, snapshot: ContextSnapshot) -> None:
     run.refresh_from_db()
     if not stored:
         logger.info("run %s: the model's answer was stored by another attempt", run.pk)
+        return
+    model_answer_account(run=run, use_case=use_case, endpoint=endpoint)
 
 
 @dataclass
@@ -290,10 +322,34 @@ class Draft:
 
 def recommendation_submit(*, actor: Actor, use_case: UseCase, drafts: list[Draft]) -> list[Recommendation]:
     """Bring your own model: outputs produced elsewhere enter at policy evaluation, one or a batch.
-    Needs run_usecase. All or nothing: the caller validates items first."""
+    Needs run_usecase. All or nothing: the caller validates items first. A draft for a subject of the
+    control group is refused (409, field "subject"); its held-out run is still recorded, as run_request does,
+    so the ROI comparison knows the subject was triggered. Batch callers screen with holdout_subjects_record."""
     _require_runnable(actor, use_case)
+    held = _held_out_record(actor=actor, use_case=use_case, subject_keys=[d.subject_key for d in drafts])
+    if held:
+        raise Conflict(
+            f"Subject {sorted(held)[0]!r} is in the control group of {use_case.slug} (holdout): it never gets a "
+            "recommendation.",
+            field="subject",
+            code="held_out",
+        )
     with transaction.atomic():
         return _recommendations_create(actor=actor, use_case=use_case, drafts=drafts)
+
+
+def holdout_subjects_record(*, actor: Actor, use_case: UseCase, subject_keys: list[str]) -> set[str]:
+    """The subjects among `subject_keys` that are in the use case's control group, each recorded as a
+    held-out run (trigger: API). Needs run_usecase."""
+    _require_runnable(actor, use_case)
+    return _held_out_record(actor=actor, use_case=use_case, subject_keys=subject_keys)
+
+
+def _held_out_record(*, actor: Actor, use_case: UseCase, subject_keys: list[str]) -> set[str]:
+    held = {key for key in subject_keys if is_held_out(use_case, key)}
+    for key in sorted(held):
+        _run_held_out_record(actor=actor, use_case=use_case, subject_key=key, trigger=Run.Trigger.API)
+    return held
 
 
 def _recommendations_create(*, actor: Actor, use_case: UseCase, drafts: list[Draft]) -> list[Recommendation]:
@@ -596,6 +652,10 @@ SETTINGS_FIELDS = (
     "manual_minutes_per_item",
     "hourly_cost",
     "value_per_accepted",
+    "holdout_share",
+    "monthly_budget",
+    "budget_soft_share",
+    "budget_hard_action",
 )
 MAX_MODEL_TIMEOUT_SECONDS = 120
 MAX_MODEL_ATTEMPTS = 10
@@ -636,9 +696,13 @@ def _settings_errors(actor: Actor, use_case: UseCase, destinations) -> list[tupl
         )
     if not 1 <= use_case.model_max_attempts <= MAX_MODEL_ATTEMPTS:
         errors.append(("model_max_attempts", f"Attempts are 1 to {MAX_MODEL_ATTEMPTS}."))
-    for name in ("manual_minutes_per_item", "hourly_cost", "value_per_accepted"):
-        if getattr(use_case, name) < 0:
+    for name in ("manual_minutes_per_item", "hourly_cost", "value_per_accepted", "monthly_budget"):
+        if (getattr(use_case, name) or 0) < 0:
             errors.append((name, "This figure cannot be negative."))
+    if not 0 <= use_case.holdout_share <= Decimal("0.5"):
+        errors.append(("holdout_share", "The holdout share is between 0 and 0.5 (half of the subjects)."))
+    if not 0 <= use_case.budget_soft_share <= 1:
+        errors.append(("budget_soft_share", "The alert share of the budget is between 0 and 1."))
     return errors
 
 

@@ -27,7 +27,11 @@ SETTINGS_SECTIONS = (
         ("source_dataset", "model_endpoint", "fallback_endpoint", "model_timeout_seconds", "model_max_attempts"),
     ),
     ("Policy, review and delivery", ("policy", "review_queue", "sla_breach_action", "destinations")),
-    ("ROI baseline", ("manual_minutes_per_item", "hourly_cost", "value_per_accepted")),
+    (
+        "ROI baseline and control group",
+        ("manual_minutes_per_item", "hourly_cost", "value_per_accepted", "holdout_share"),
+    ),
+    ("Budget", ("monthly_budget", "budget_soft_share", "budget_hard_action")),
 )
 
 

@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything that differs comes from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -50,6 +51,8 @@ INSTALLED_APPS = [
     "apps.monitoring",
     "apps.widget",
     "apps.governance",
+    "apps.accounts",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -60,11 +63,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.accounts.middleware.IdleSessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "apps.core.middleware.ContentSecurityPolicyMiddleware",
+    # Last: turns a lockout flagged during authentication into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -100,12 +106,14 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username + IP before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -114,6 +122,36 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 GUARDIAN_RAISE_403 = True
 ANONYMOUS_USER_NAME = None
+
+# Login throttling (django-axes): N failures per username + IP lock that pair out for a cool-off.
+AXES_VERBOSE = False
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.network.client_ip"
+# apps.accounts.AccessEvent is the login record; axes keeps only its failure counters.
+AXES_DISABLE_ACCESS_LOG = True
+# Behind N reverse proxies the client address is the N-th from the right in X-Forwarded-For; 0 = REMOTE_ADDR.
+DOORSTEP_TRUSTED_PROXY_COUNT = env.int("DOORSTEP_TRUSTED_PROXY_COUNT", default=0)
+# An authenticated session idle this long is logged out (seconds).
+DOORSTEP_SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=30 * 60)
+# TOTP second factor: any user may enrol; these roles must, when DOORSTEP_TOTP_REQUIRED is on.
+DOORSTEP_TOTP_REQUIRED = env.bool("DOORSTEP_TOTP_REQUIRED", default=False)
+DOORSTEP_TOTP_REQUIRED_ROLES = ["Admin", "Governance officer"]
+DOORSTEP_TOTP_ISSUER = env.str("DOORSTEP_TOTP_ISSUER", default="Doorstep")
+# Single sign-on with OpenID Connect (docs/sso.md); off while OIDC_DISCOVERY_URL is empty.
+DOORSTEP_OIDC = {
+    "NAME": env.str("OIDC_PROVIDER_NAME", default="SSO"),
+    "DISCOVERY_URL": env.str("OIDC_DISCOVERY_URL", default=""),
+    "CLIENT_ID": env.str("OIDC_CLIENT_ID", default=""),
+    "CLIENT_SECRET": env.str("OIDC_CLIENT_SECRET", default=""),
+    "SCOPE": env.str("OIDC_SCOPE", default="openid email profile groups"),
+    "GROUPS_CLAIM": env.str("OIDC_GROUPS_CLAIM", default="groups"),
+    # IdP group name -> Doorstep role (apps.permissions.roles), as JSON: {"ai-governance": "Governance officer"}.
+    "ROLE_MAP": env.json("OIDC_ROLE_MAP", default={}),
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -157,6 +195,7 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the sidecar package: the docs work air-gapped.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "apps.core.api.error_responses_hook"],
     # Choice sets shared by several fields, or with field names used elsewhere: one stable name each.
     "ENUM_NAME_OVERRIDES": {
         "UseCaseStatusEnum": "apps.workflows.models.UseCase.Status",
@@ -202,7 +241,9 @@ CELERY_BEAT_SCHEDULE = {
     "start-lost-runs": {"task": "apps.workflows.tasks.runs_sweep_task", "schedule": 120.0},
     "sync-cached-datasets": {"task": "apps.connectors.tasks.datasets_sync_due_task", "schedule": 60.0},
     "refresh-bi-tables": {"task": "apps.delivery.tasks.bi_tables_refresh_task", "schedule": 300.0},
+    "mark-ignored-outputs": {"task": "apps.delivery.tasks.recommendations_ignored_task", "schedule": 3600.0},
     "policy-schedule": {"task": "apps.policies.tasks.policies_schedule_task", "schedule": 60.0},
+    "evaluate-alert-rules": {"task": "apps.monitoring.tasks.alert_rules_evaluate_task", "schedule": 300.0},
 }
 
 # Review queues with business_hours=True count their SLA only inside this window (weekdays 0 = Monday, in TIME_ZONE).

@@ -77,6 +77,17 @@
       marker: { color: data.net_value.values.map(function (v) { return v < 0 ? "#dc3545" : "#198754"; }) },
       hovertemplate: "%{x}: $%{y:,.2f}<extra></extra>",
     }], { yaxis: { tickprefix: "$" }, hovermode: "closest", showlegend: false });
+
+    var reasons = data.reasons || { labels: [], values: [] };
+    draw("chart-reasons", [{
+      type: "bar",
+      orientation: "h",
+      y: reasons.labels.slice().reverse(),
+      x: reasons.values.slice().reverse(),
+      marker: { color: COLORS[2] },
+      hovertemplate: "%{y}: %{x}<extra></extra>",
+    }], { margin: { t: 10, r: 10, b: 30, l: 220 }, hovermode: "closest", showlegend: false,
+      xaxis: { rangemode: "tozero", tickformat: "d" } });
   }
 
   function resizeAll() {
@@ -84,11 +95,26 @@
     document.querySelectorAll(".chart.js-plotly-plot").forEach(function (el) { window.Plotly.Plots.resize(el); });
   }
 
+  // htmx drops every <script> of swapped-in HTML (allowScriptTags is off, for the CSP), json_script's data
+  // block included: put it back from the HTML htmx received. A JSON script block is data, never run.
+  function restoreData(html) {
+    var region = document.getElementById("roi-charts");
+    if (!html || !region || document.getElementById("roi-data")) return;
+    var block = new DOMParser().parseFromString(html, "text/html").getElementById("roi-data");
+    if (!block) return;
+    var copy = document.createElement("script");
+    copy.type = "application/json";
+    copy.id = "roi-data";
+    copy.textContent = block.textContent;
+    region.appendChild(copy);
+  }
+
   document.addEventListener("DOMContentLoaded", drawAll);
-  // Filters changed: htmx replaced the charts region (and its data block).
+  // Filters changed: htmx replaced the charts region (and dropped its data block).
   document.addEventListener("htmx:afterSwap", function (event) {
-    if (document.getElementById("roi-data") && event.detail && event.detail.target &&
-        event.detail.target.id === "roi-charts") {
+    var detail = event.detail || {};
+    if (detail.target && detail.target.id === "roi-charts") {
+      restoreData(detail.xhr && detail.xhr.responseText);
       drawAll();
     }
   });
@@ -103,8 +129,13 @@
     var tester = document.getElementById("js-plotly-tester");
     if (tester) tester.remove();
   });
-  // Back/forward through filter states: htmx restores the region from its cache, without live charts.
-  document.addEventListener("htmx:historyRestore", drawAll);
+  // Back/forward through filter states: htmx restores the page from its cache (or the server on a cache
+  // miss), without live charts and without the data block.
+  document.addEventListener("htmx:historyRestore", function (event) {
+    var detail = event.detail || {};
+    restoreData(detail.serverResponse || (detail.item && detail.item.content));
+    drawAll();
+  });
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-roi-print]")) window.print();
   });

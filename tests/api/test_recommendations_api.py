@@ -161,3 +161,12 @@ def test_list_is_filtered_permission_checked_and_paginated(world, queued_recomme
     assert [item["id"] for item in filtered.json()["results"]] == [churn.pk]
     bad = integrator.get("/api/v1/recommendations", {"status": "nonsense"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"
+
+
+def test_time_filters_take_any_iso_offset(world):
+    """ISO 8601 allows offsets PostgreSQL refuses (beyond ±15:59): compared in UTC, never a 500."""
+    client = key_client(world.admin)
+    query = {"created_after": "0769-10-18T10:01:20+15:38", "created_before": "1184-03-16T19:54:27-16:55"}
+    response = client.get("/api/v1/recommendations", query)
+    assert response.status_code == 200 and response.json()["results"] == []
+    assert client.get("/api/v1/recommendations", {"created_after": "0001-01-01T00:00:00+10:00"}).status_code == 200

@@ -106,11 +106,11 @@ def test_trail_filters_by_actor_and_type(client, world, queued_recommendation):
     assert entries and {e.actor for e in entries} == {"governance"} and {e.source for e in entries} == {"policyversion"}
 
 
-def test_outsider_sees_an_empty_trail(client, world, outsider, queued_recommendation):
+def test_outsider_sees_only_their_own_access_events(client, world, outsider, queued_recommendation):
     queued_recommendation(world.churn)
-    body = _login(client, outsider).get(reverse("audit:trail")).content.decode()
-    assert "Nothing to show." in body
-    assert audit_trail(user=outsider) == ([], None)
+    _login(client, outsider).get(reverse("audit:trail"))
+    entries, _ = audit_trail(user=outsider)
+    assert entries and {(entry.source, entry.actor) for entry in entries} == {("access", outsider.username)}
 
 
 def test_api_key_history_is_private_and_never_shows_the_digest(client, world):

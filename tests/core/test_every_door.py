@@ -9,6 +9,7 @@ from tests.routes import url_patterns
 PUBLIC = {"healthz", "readyz", "metrics", "login", "api-schema", "api-docs", "widget:show"}
 SAMPLE_ARGS = {
     "int": "999999",
+    "id": "999999",
     "slug": "no-such-thing",
     "str": "no-such-thing",
     "path": "no-such-thing",

@@ -35,6 +35,7 @@ def test_readyz_answers_503_when_the_broker_is_unreachable(client, monkeypatch):
     assert body["broker"].startswith("error")
 
 
+@pytest.mark.django_db  # the scrape also reads figures of now (review backlog, month cost) from the database
 def test_metrics_exposes_prometheus_text(client):
     REVIEW_VERDICTS_TOTAL.labels(decision="approve").inc()
 

@@ -17,6 +17,20 @@ def _alert(world):
     return alert_raise(key="no-grants", kind="test", title="Sync failed", connector=world.crm_connector)
 
 
+def _alert_rule(world):
+    from apps.monitoring.models import AlertRule
+
+    return AlertRule.objects.create(name="Errors", use_case=world.churn, signal="error_rate", threshold=5)
+
+
+def _cost_import(world):
+    from apps.monitoring.models import CostImport
+
+    cost_import = CostImport.objects.create(file_name="usage.csv", file_sha256="0" * 64, uploaded_by=world.admin)
+    cost_import.lines.create(day="2026-01-01", connector=world.churn_model, provider_cost=1, estimated_cost=1)
+    return cost_import
+
+
 def _checklist_item(world):
     from apps.governance.models import UseCaseControlItem
     from apps.governance.services import control_pack_load, use_case_checklist_apply
@@ -86,6 +100,9 @@ def _objects(world, recommendation, run, key):
         # An alert about the CRM connector (the outsider may neither see nor act on it).
         "monitoring:alert-acknowledge": {"pk": _alert(world).pk},
         "monitoring:alert-resolve": {"pk": _alert(world).pk},
+        # A rule on the churn use case, and a cost import with a line on the churn model endpoint.
+        "monitor:rule-edit": {"pk": _alert_rule(world).pk},
+        "monitor:cost-detail": {"pk": _cost_import(world).pk},
         "connectors:api-key-revoke": {"pk": key.pk},
         "audit:trace": {"pk": recommendation.pk},
         # A delivery row of the queued output (one the guard in delivery_send would refuse to send).
@@ -105,10 +122,12 @@ def _objects(world, recommendation, run, key):
 # Authenticated by a signed link, not by the user's grants: tests/widget covers forged, expired, withdrawn
 # and other-subject links.
 SIGNED_LINKS = {"widget:show"}
+# A parameter that names no object: the export's format (what it exports is filtered like the trail page).
+NOT_OBJECTS = {"audit:trail-export"}
 
 
 def test_every_object_url_is_covered(world, queued_recommendation):
-    named = {name for name, route in url_patterns() if "<" in route} - SIGNED_LINKS
+    named = {name for name, route in url_patterns() if "<" in route} - SIGNED_LINKS - NOT_OBJECTS
     run = Run.objects.create(use_case=world.churn, subject_key="ACC-0001", trigger="api")
     key, _ = api_key_create(actor=Actor(user=world.integrator), user=world.integrator, name="k")
     assert named == set(_objects(world, queued_recommendation(), run, key))

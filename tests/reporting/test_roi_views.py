@@ -207,3 +207,58 @@ def test_roi_page_queries_do_not_grow_with_the_range(client, world, rollups, dja
     with django_assert_max_num_queries(8) as long:
         client.get(ROI, {"start": "2023-06-01", "end": "2025-05-31"})
     assert len(long.captured_queries) == len(short.captured_queries)
+
+
+@pytest.fixture
+def rejections(world):
+    from apps.reporting.models import RejectionRollup
+
+    RejectionRollup.objects.bulk_create(
+        [
+            RejectionRollup(use_case=world.churn, day=TODAY, source="review", reason="Inaccurate", count=5),
+            RejectionRollup(
+                use_case=world.churn, day=TODAY - dt.timedelta(days=1), source="review", reason="Inaccurate", count=2
+            ),
+            RejectionRollup(use_case=world.replies, day=TODAY, source="feedback", reason="=Too late", count=3),
+            # Outside the default 90 days: never counted.
+            RejectionRollup(
+                use_case=world.churn, day=TODAY - dt.timedelta(days=90), source="review", reason="Wrong tone", count=100
+            ),
+        ]
+    )
+
+
+def test_top_rejection_reasons_with_how_they_were_counted(client, world, rollups, rejections):
+    client.force_login(world.executive)
+    response = client.get(ROI)
+
+    html = response.content.decode()
+    assert "Top rejection reasons" in html and "Wrong tone" not in html
+    assert "7 review verdicts rejecting with this reason, 2025-03-03 to 2025-05-31; share = 7 / 10" in html
+    assert chart_data(response)["reasons"] == {
+        "labels": ["Inaccurate (reviewer)", "=Too late (business user)"],
+        "values": [7, 3],
+    }
+
+    export = client.get(EXPORT, {"chart": "reasons"})
+    assert export["Content-Disposition"].startswith('attachment; filename="doorstep-roi-reasons-')
+    rows = list(csv.DictReader(io.StringIO(export.content.decode())))
+    assert [(r["source"], r["reason"], r["count"], r["share"]) for r in rows] == [
+        ("review", "Inaccurate", "7", "0.7"),
+        ("feedback", "'=Too late", "3", "0.3"),  # a spreadsheet would run it as a formula
+    ]
+
+    client.force_login(world.reviewer)  # churn only
+    assert chart_data(client.get(ROI))["reasons"]["values"] == [7]
+    assert [
+        r["reason"] for r in csv.DictReader(io.StringIO(client.get(EXPORT, {"chart": "reasons"}).content.decode()))
+    ] == ["Inaccurate"]
+
+
+def test_page_works_without_the_lift_section(client, world, rollups, monkeypatch):
+    from apps.reporting import views
+
+    monkeypatch.setattr(views, "LIFT_TEMPLATE", "reporting/_no_such_section.html")
+    client.force_login(world.executive)
+    response = client.get(ROI)
+    assert response.status_code == 200 and response.context["lift_template"] is None

@@ -137,3 +137,16 @@ def test_proposing_is_limited_to_units_one_governs(client, world, outsider):
     assert client.get(reverse("workflows:use-case-propose")).status_code == 403
     client.force_login(outsider)
     assert client.post(reverse("workflows:use-case-propose"), {"name": "X"}).status_code == 403
+
+
+def test_budget_and_holdout_are_settings_too(world):
+    from decimal import Decimal
+
+    _update(
+        world, world.replies, monthly_budget=Decimal("250"), budget_hard_action="fallback", holdout_share=Decimal("0.1")
+    )
+    world.replies.refresh_from_db()
+    assert (world.replies.monthly_budget, world.replies.holdout_share) == (Decimal("250"), Decimal("0.1"))
+    with pytest.raises(ServiceError) as error:
+        _update(world, world.replies, holdout_share=Decimal("0.9"))
+    assert error.value.field == "holdout_share"

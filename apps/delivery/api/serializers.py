@@ -3,10 +3,12 @@ from rest_framework import serializers
 from apps.delivery.models import Delivery
 from apps.delivery.services import FEEDBACK_TYPES
 
+MAX_ID = 2**63 - 1  # a bigint: a larger id is refused here, not by the database
+
 
 class FeedbackEventSerializer(serializers.Serializer):
     event_id = serializers.CharField(max_length=120, help_text="Your id for the event; repeats are ignored")
-    recommendation_id = serializers.IntegerField(min_value=1)
+    recommendation_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     type = serializers.ChoiceField(choices=sorted(FEEDBACK_TYPES))
     at = serializers.DateTimeField(required=False)
     payload = serializers.JSONField(required=False, default=dict)

@@ -4,8 +4,8 @@ from . import views
 
 urlpatterns = [
     path("review-tasks", views.ReviewTaskListView.as_view(), name="api-review-task-list"),
-    path("review-tasks/<int:pk>", views.ReviewTaskDetailView.as_view(), name="api-review-task-detail"),
-    path("review-tasks/<int:pk>/decision", views.ReviewTaskDecisionView.as_view(), name="api-review-task-decision"),
+    path("review-tasks/<id:pk>", views.ReviewTaskDetailView.as_view(), name="api-review-task-detail"),
+    path("review-tasks/<id:pk>/decision", views.ReviewTaskDecisionView.as_view(), name="api-review-task-decision"),
 ]
 urlpatterns += [
     path("approvals", views.ApprovalCreateView.as_view(), name="api-approval-list"),

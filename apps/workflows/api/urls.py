@@ -7,7 +7,7 @@ urlpatterns = [
     path("use-cases/<slug:slug>/transitions", views.UseCaseTransitionView.as_view(), name="api-use-case-transitions"),
     path("recommendations", views.RecommendationListCreateView.as_view(), name="api-recommendation-list"),
     path("recommendations/batch", views.RecommendationBatchView.as_view(), name="api-recommendation-batch"),
-    path("recommendations/<int:pk>", views.RecommendationDetailView.as_view(), name="api-recommendation-detail"),
+    path("recommendations/<id:pk>", views.RecommendationDetailView.as_view(), name="api-recommendation-detail"),
     path("runs", views.RunListCreateView.as_view(), name="api-run-list"),
-    path("runs/<int:pk>", views.RunDetailView.as_view(), name="api-run-detail"),
+    path("runs/<id:pk>", views.RunDetailView.as_view(), name="api-run-detail"),
 ]

@@ -161,11 +161,25 @@ class RecommendationBatchView(GenericAPIView):
             actor = Actor.from_request(request)
             for slug, entries in by_use_case.items():
                 try:
-                    recommendations = services.recommendation_submit(
-                        actor=actor,
-                        use_case=_use_case(request.user, slug),
-                        drafts=[_draft(data) for _, data in entries],
+                    use_case = _use_case(request.user, slug)
+                    # Subjects of the control group are refused one by one; the rest of the batch goes on.
+                    held = services.holdout_subjects_record(
+                        actor=actor, use_case=use_case, subject_keys=[data["subject"] for _, data in entries]
                     )
+                    for index, data in entries:
+                        if data["subject"] in held:
+                            message = f"Subject {data['subject']!r} is in the control group (holdout) of {slug}."
+                            results[index] = {
+                                "index": index,
+                                "status": "error",
+                                "errors": [{"field": f"items[{index}].subject", "message": message}],
+                            }
+                    entries = [(index, data) for index, data in entries if data["subject"] not in held]
+                    recommendations = []
+                    if entries:
+                        recommendations = services.recommendation_submit(
+                            actor=actor, use_case=use_case, drafts=[_draft(data) for _, data in entries]
+                        )
                 except ServiceError as exc:
                     for index, _ in entries:
                         field = f"items[{index}].{exc.field}" if exc.field else f"items[{index}]"

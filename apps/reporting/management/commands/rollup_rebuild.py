@@ -9,7 +9,7 @@ from apps.workflows.models import UseCase
 
 
 class Command(BaseCommand):
-    help = "Recompute the daily ROI rollups of a day range from recommendations, verdicts and events."
+    help = "Recompute the daily and hourly ROI rollups and rejection counts of a day range from the facts."
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=None, help="The last N days, today included (default 90)")

@@ -1,0 +1,325 @@
+"""Lift against the control group, with its uncertainty, and the net value it supports.
+
+Per use case and date range, subjects triggered in the range fall in two groups:
+
+- treated: a recommendation was made for them (its run's request time, or its creation for outputs of a
+  model elsewhere, is the trigger);
+- holdout: a run or submission was recorded as held out (reporting.holdout): no recommendation at all.
+
+A subject found in both (the holdout share changed within the range) is left out of both. Each subject
+counts once, from its first trigger in the range; an outcome counts when it occurred at or after that trigger.
+
+- outcome rate: share of subjects with at least one positive outcome (kinds given per call); the
+  difference treated − holdout with a 95 % interval from the two-proportion normal approximation
+  (unpooled standard error);
+- cycle time: trigger → first outcome (any kind), in hours, for subjects with an outcome; the difference of
+  means with a 95 % Welch interval (Welch–Satterthwaite degrees of freedom).
+
+Below MIN_SAMPLE subjects in either group a measure says "not enough data yet" instead of a number.
+"""
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import F, Min
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from scipy import stats
+
+from apps.core.permissions import restrict
+from apps.workflows.models import Recommendation, Run, UseCase
+
+from .models import BusinessOutcome, DailyRollup
+from .selectors import SECONDS_PER_HOUR, ZERO, fmt_money, fmt_num, fmt_rate
+
+MIN_SAMPLE = 30
+CONFIDENCE = 0.95
+Z_95 = 1.959963984540054  # the standard normal's 97.5th percentile
+DEFAULT_POSITIVE_KINDS = ("renewal_won", "ticket_resolved", "contract_signed", "deal_won", "churn_prevented")
+NOT_ENOUGH = "not enough data yet"
+
+
+@dataclass
+class Estimate:
+    """A difference treated − holdout with its 95 % interval, or `enough=False` and why not."""
+
+    treated: float | None
+    holdout: float | None
+    n_treated: int
+    n_holdout: int
+    difference: float | None = None
+    low: float | None = None
+    high: float | None = None
+    enough: bool = False
+    explain: str = ""
+
+
+def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start 00:00, end+1 00:00) in the current time zone, as the rollups count days."""
+    tz = timezone.get_current_timezone()
+    return (
+        dt.datetime.combine(start, dt.time.min, tzinfo=tz),
+        dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=tz),
+    )
+
+
+def lift_groups(*, use_case: UseCase, start: dt.date, end: dt.date) -> tuple[dict, dict]:
+    """({subject: first trigger} treated, {subject: first trigger} holdout) for subjects triggered in range."""
+    lower, upper = _bounds(start, end)
+    treated = dict(
+        Recommendation.objects.filter(use_case=use_case)
+        .annotate(trigger=Coalesce(F("run__created_at"), F("created_at")))
+        .filter(trigger__gte=lower, trigger__lt=upper)
+        .values("subject_key")
+        .annotate(first=Min("trigger"))
+        .values_list("subject_key", "first")
+        .order_by()
+    )
+    holdout = dict(
+        Run.objects.filter(use_case=use_case, status=Run.Status.HELD_OUT, created_at__gte=lower, created_at__lt=upper)
+        .values("subject_key")
+        .annotate(first=Min("created_at"))
+        .values_list("subject_key", "first")
+        .order_by()
+    )
+    both = treated.keys() & holdout.keys()
+    for subject in both:
+        del treated[subject], holdout[subject]
+    return treated, holdout
+
+
+def _outcomes(use_case: UseCase, subjects) -> dict[str, list[tuple[dt.datetime, str]]]:
+    found: dict[str, list] = {}
+    rows = BusinessOutcome.objects.filter(use_case=use_case, subject_key__in=list(subjects)).values_list(
+        "subject_key", "occurred_at", "kind"
+    )
+    for subject, occurred_at, kind in rows.iterator(chunk_size=5000):
+        found.setdefault(subject, []).append((occurred_at, kind))
+    return found
+
+
+def rate_difference(x1: int, n1: int, x0: int, n0: int, *, min_sample: int = MIN_SAMPLE) -> Estimate:
+    """Treated x1/n1 against holdout x0/n0: p1 − p0 ± z·sqrt(p1(1−p1)/n1 + p0(1−p0)/n0)."""
+    p1 = x1 / n1 if n1 else None
+    p0 = x0 / n0 if n0 else None
+    estimate = Estimate(p1, p0, n1, n0)
+    groups = f"treated {x1}/{n1}, holdout {x0}/{n0}"
+    if n1 < min_sample or n0 < min_sample:
+        estimate.explain = f"{NOT_ENOUGH}: {groups}; at least {min_sample} subjects per group are needed"
+        return estimate
+    se = math.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
+    estimate.difference = p1 - p0
+    estimate.low, estimate.high = estimate.difference - Z_95 * se, estimate.difference + Z_95 * se
+    estimate.enough = True
+    estimate.explain = (
+        f"outcome rate lift = {p1:.1%} treated ({x1}/{n1}) − {p0:.1%} holdout ({x0}/{n0}) = "
+        f"{estimate.difference:+.1%}; 95 % interval ± {Z_95:.2f} × √(p₁(1−p₁)/n₁ + p₀(1−p₀)/n₀) = ± {Z_95 * se:.1%} "
+        f"→ [{estimate.low:+.1%}, {estimate.high:+.1%}]"
+    )
+    return estimate
+
+
+def mean_difference(treated: list[float], holdout: list[float], *, min_sample: int = MIN_SAMPLE) -> Estimate:
+    """Welch: m1 − m0 ± t(0.975, ν)·sqrt(s1²/n1 + s0²/n0), ν by Welch–Satterthwaite."""
+    n1, n0 = len(treated), len(holdout)
+    m1 = sum(treated) / n1 if n1 else None
+    m0 = sum(holdout) / n0 if n0 else None
+    estimate = Estimate(m1, m0, n1, n0)
+    if n1 < min_sample or n0 < min_sample:
+        estimate.explain = (
+            f"{NOT_ENOUGH}: {n1} treated and {n0} holdout subjects with an outcome; "
+            f"at least {min_sample} per group are needed"
+        )
+        return estimate
+    v1 = sum((x - m1) ** 2 for x in treated) / (n1 - 1) / n1
+    v0 = sum((x - m0) ** 2 for x in holdout) / (n0 - 1) / n0
+    se = math.sqrt(v1 + v0)
+    estimate.difference = m1 - m0
+    if se == 0:
+        estimate.low = estimate.high = estimate.difference
+        t = 0.0
+    else:
+        df = (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1))
+        t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
+        estimate.low, estimate.high = estimate.difference - t * se, estimate.difference + t * se
+    estimate.enough = True
+    estimate.explain = (
+        f"cycle time difference = {m1:,.1f} h treated (n={n1}) − {m0:,.1f} h holdout (n={n0}) = "
+        f"{estimate.difference:+,.1f} h; 95 % Welch interval ± {t:.2f} × √(s₁²/n₁ + s₀²/n₀) = ± {t * se:,.1f} h "
+        f"→ [{estimate.low:+,.1f}, {estimate.high:+,.1f}] h"
+    )
+    return estimate
+
+
+def use_case_lift(
+    *,
+    use_case: UseCase,
+    start: dt.date,
+    end: dt.date,
+    positive_kinds=DEFAULT_POSITIVE_KINDS,
+    min_sample: int = MIN_SAMPLE,
+) -> dict:
+    """Outcome-rate lift and cycle-time difference of one use case (no permission check: see lift_summary)."""
+    treated, holdout = lift_groups(use_case=use_case, start=start, end=end)
+    outcomes = _outcomes(use_case, treated.keys() | holdout.keys())
+    positive = set(positive_kinds)
+
+    def measure(group: dict) -> tuple[int, list[float]]:
+        wins, cycles = 0, []
+        for subject, trigger in group.items():
+            after = sorted((at, kind) for at, kind in outcomes.get(subject, ()) if at >= trigger)
+            if not after:
+                continue
+            cycles.append((after[0][0] - trigger).total_seconds() / 3600)
+            if any(kind in positive for _, kind in after):
+                wins += 1
+        return wins, cycles
+
+    x1, cycles1 = measure(treated)
+    x0, cycles0 = measure(holdout)
+    return {
+        "use_case": use_case,
+        "positive_kinds": sorted(positive),
+        "min_sample": min_sample,
+        "outcome_rate": rate_difference(x1, len(treated), x0, len(holdout), min_sample=min_sample),
+        "cycle_hours": mean_difference(cycles1, cycles0, min_sample=min_sample),
+    }
+
+
+def _positive_value(use_case: UseCase, start: dt.date, end: dt.date, positive_kinds) -> tuple[Decimal, str]:
+    """The value of one positive outcome: the mean recorded value of positive outcomes in range (treated and
+    holdout alike), or the use case's value per accepted recommendation when none carries a value."""
+    lower, upper = _bounds(start, end)
+    values = BusinessOutcome.objects.filter(
+        use_case=use_case, kind__in=list(positive_kinds), occurred_at__gte=lower, occurred_at__lt=upper
+    ).exclude(value=None)
+    total, count = ZERO, 0
+    for value in values.values_list("value", flat=True).iterator(chunk_size=5000):
+        total += value
+        count += 1
+    if count:
+        mean = total / count
+        return mean, f"mean value of {fmt_num(count)} positive outcomes recorded in range = {fmt_money(mean)}"
+    return (
+        use_case.value_per_accepted,
+        f"no outcome values recorded: value per accepted = {fmt_money(use_case.value_per_accepted)}",
+    )
+
+
+def _hours(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} h"
+
+
+def use_case_net_value(
+    *, use_case: UseCase, start: dt.date, end: dt.date, positive_kinds=DEFAULT_POSITIVE_KINDS, min_sample=MIN_SAMPLE
+) -> dict:
+    """Net value = time saved × hourly cost + outcome lift × treated subjects × value of an outcome
+    − model cost − reviewer time cost, each input with its formula in `explain`. Time saved, model cost and
+    review time come from the daily rollups; the lift term is zero (and says why) until both groups reach
+    the minimum sample, and carries the interval of the lift into money (`outcome_value_low/high`)."""
+    lift = use_case_lift(use_case=use_case, start=start, end=end, positive_kinds=positive_kinds, min_sample=min_sample)
+    rows = DailyRollup.objects.filter(use_case=use_case, day__gte=start, day__lte=end)
+    accepted = review_seconds = 0
+    model_cost = ZERO
+    for row in rows.values("accepted", "review_seconds", "model_cost"):
+        accepted += row["accepted"]
+        review_seconds += row["review_seconds"]
+        model_cost += row["model_cost"] or ZERO
+    hourly, manual = use_case.hourly_cost, use_case.manual_minutes_per_item
+    hours_saved = accepted * manual / Decimal(60)
+    time_value = hours_saved * hourly
+    review_hours = Decimal(repr(float(review_seconds))) / SECONDS_PER_HOUR
+    reviewer_cost = review_hours * hourly
+    rate = lift["outcome_rate"]
+    per_outcome, per_outcome_explain = _positive_value(use_case, start, end, positive_kinds)
+    n_treated = rate.n_treated
+    if rate.enough:
+        outcome_value = Decimal(repr(rate.difference)) * n_treated * per_outcome
+        low = Decimal(repr(rate.low)) * n_treated * per_outcome
+        high = Decimal(repr(rate.high)) * n_treated * per_outcome
+        outcome_explain = (
+            f"outcome value = {rate.difference:+.2%} lift × {fmt_num(n_treated)} treated subjects × "
+            f"{fmt_money(per_outcome)} = {fmt_money(outcome_value)} (95 %: {fmt_money(low)} to {fmt_money(high)})"
+        )
+    else:
+        outcome_value, low, high = ZERO, None, None
+        outcome_explain = f"outcome value = $0.00 ({rate.explain})"
+    net = time_value + outcome_value - model_cost - reviewer_cost
+    cycle = lift["cycle_hours"]
+    shown_as = {
+        "n_treated": fmt_num(rate.n_treated),
+        "n_holdout": fmt_num(rate.n_holdout),
+        "rate_treated": fmt_rate(rate.treated),
+        "rate_holdout": fmt_rate(rate.holdout),
+        "rate_lift": f"{rate.difference:+.1%}" if rate.enough else NOT_ENOUGH,
+        "rate_interval": f"{rate.low:+.1%} to {rate.high:+.1%}" if rate.enough else "",
+        "cycle_treated": _hours(cycle.treated),
+        "cycle_holdout": _hours(cycle.holdout),
+        "cycle_difference": f"{cycle.difference:+,.1f} h" if cycle.enough else NOT_ENOUGH,
+        "cycle_interval": f"{cycle.low:+,.1f} h to {cycle.high:+,.1f} h" if cycle.enough else "",
+        "outcome_interval": f"{fmt_money(low)} to {fmt_money(high)}" if rate.enough else "",
+        **{
+            name: fmt_money(value)
+            for name, value in (
+                ("time_value", time_value),
+                ("outcome_value", outcome_value),
+                ("model_cost", model_cost),
+                ("reviewer_cost", reviewer_cost),
+                ("net_value", net),
+            )
+        },
+    }
+    return {
+        **lift,
+        "hours_saved": hours_saved,
+        "time_value": time_value,
+        "outcome_value": outcome_value,
+        "outcome_value_low": low,
+        "outcome_value_high": high,
+        "value_per_outcome": per_outcome,
+        "model_cost": model_cost,
+        "reviewer_cost": reviewer_cost,
+        "net_value": net,
+        "shown_as": shown_as,
+        "explain": {
+            "hours_saved": (
+                f"time saved = {fmt_num(accepted)} accepted × {fmt_num(manual)} min / 60 = {hours_saved:,.1f} h"
+            ),
+            "time_value": f"time value = {hours_saved:,.1f} h × {fmt_money(hourly)}/h = {fmt_money(time_value)}",
+            "outcome_rate": rate.explain,
+            "cycle_hours": lift["cycle_hours"].explain,
+            "value_per_outcome": f"value of one positive outcome: {per_outcome_explain}",
+            "outcome_value": outcome_explain,
+            "model_cost": f"model cost = sum of recommendation costs = {fmt_money(model_cost)}",
+            "reviewer_cost": (
+                f"reviewer cost = {review_hours:,.2f} h reviewing × {fmt_money(hourly)}/h = {fmt_money(reviewer_cost)}"
+            ),
+            "net_value": (
+                f"net value = {fmt_money(time_value)} time + {fmt_money(outcome_value)} outcome lift "
+                f"− {fmt_money(model_cost)} model − {fmt_money(reviewer_cost)} review = {fmt_money(net)}"
+            ),
+        },
+    }
+
+
+def lift_summary(
+    *,
+    user,
+    start: dt.date,
+    end: dt.date,
+    use_case_slug: str | None = None,
+    business_unit: str | None = None,
+    positive_kinds=DEFAULT_POSITIVE_KINDS,
+) -> list[dict]:
+    """Lift and net value of each use case the user may view (view_usecase) with a holdout share, by name."""
+    use_cases = restrict(UseCase.objects.all(), user, "view_usecase").filter(holdout_share__gt=0)
+    if use_case_slug:
+        use_cases = use_cases.filter(slug=use_case_slug)
+    if business_unit:
+        use_cases = use_cases.filter(business_unit=business_unit)
+    return [
+        use_case_net_value(use_case=use_case, start=start, end=end, positive_kinds=positive_kinds)
+        for use_case in use_cases.order_by("name")
+    ]
