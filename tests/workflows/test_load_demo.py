@@ -2,10 +2,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from apps.reporting.models import DailyRollup
+from apps.reporting.models import BusinessOutcome, DailyRollup
 from apps.reviews.models import ReviewTask
 from apps.workflows.events import chain_verify
-from apps.workflows.models import Recommendation, RecommendationEvent
+from apps.workflows.models import Recommendation, RecommendationEvent, UseCase
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,6 +40,8 @@ def test_loads_history_through_the_real_services(demo_settings, tmp_path):
     assert RecommendationEvent.objects.filter(type="accepted").exists()
     assert ReviewTask.objects.exclude(status="decided").exists()  # something for the reviewer to do
     assert DailyRollup.objects.exists()
+    churn = UseCase.objects.get(slug="churn-risk")
+    assert churn.holdout_share > 0 and BusinessOutcome.objects.filter(use_case=churn).exists()
     assert all(chain_verify(r) is None for r in Recommendation.objects.all()[:50])
     call_command("audit_verify")  # the demo's history is sealed, its head exported and signed
     assert list((tmp_path / "audit" / "heads").glob("head-*.json"))

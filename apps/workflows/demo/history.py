@@ -3,21 +3,31 @@
 import datetime as dt
 import random
 import sqlite3
+from decimal import Decimal
 
 from django.db import transaction
 
 from apps.core import clock
 from apps.core.actors import Actor
 from apps.delivery.services import feedback_record
+from apps.reporting.outcomes import OutcomeIn, outcome_record
 from apps.reviews.models import ReviewTask, ReviewVerdict
 from apps.reviews.services import review_task_claim, review_task_decide
-from apps.workflows.models import Recommendation, Run
+from apps.workflows.models import Recommendation, Run, UseCase
 from apps.workflows.services import run_request
+
+# The churn use case keeps 15 % of its accounts as its control group, and renewals are won more often where the
+# account manager accepted the AI's retention step: the ROI page then shows a measured lift, with its interval.
+HOLDOUT_SHARE = Decimal("0.15")
+RENEWAL_CHANCE = {"accepted": 0.72, "treated": 0.55, "holdout": 0.35}
+RENEWAL_DAYS = {"accepted": (0.5, 7), "treated": (0.5, 14), "holdout": (1, 16)}  # a retention step speeds it up
 
 
 def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=print) -> dict:
     rng = random.Random(seed)
-    counts = {"runs": 0, "reviewed": 0, "feedback": 0}
+    counts = {"runs": 0, "reviewed": 0, "feedback": 0, "outcomes": 0}
+    UseCase.objects.filter(pk=world.churn.pk).update(holdout_share=HOLDOUT_SHARE)
+    world.churn.refresh_from_db()
     reviewers = {world.churn_queue.pk: world.reviewer, world.replies_queue.pk: world.support_lead}
     integrator = Actor(user=world.integrator)
     subjects = {
@@ -47,8 +57,11 @@ def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=prin
                         trigger=Run.Trigger.SCHEDULE,
                     )
                 counts["runs"] += 1
+                run_at = at
                 recommendation = Recommendation.objects.filter(run=run).select_related("review_task").first()
                 if recommendation is None:
+                    if use_case == world.churn:
+                        counts["outcomes"] += _renewal(use_case, run, None, integrator, run_at, rng, end)
                     continue
                 if recommendation.status == Recommendation.Status.QUEUED:
                     at = _review(recommendation.review_task, reviewers, at, rng, progress, end)
@@ -56,6 +69,8 @@ def simulate(world, *, days: int = 90, end: dt.datetime, seed: int = 7, log=prin
                     recommendation.refresh_from_db()
                 if at is not None and recommendation.status == Recommendation.Status.DELIVERED:
                     counts["feedback"] += _feedback(recommendation, integrator, at, rng, progress, end)
+                if use_case == world.churn:
+                    counts["outcomes"] += _renewal(use_case, run, recommendation, integrator, run_at, rng, end)
         if day % 15 == 14:
             log(f"  simulated day {day + 1}/{days}: {counts}")
     _shift_source_times(world.source_db, -shifted)
@@ -100,6 +115,35 @@ def _review(task: ReviewTask, reviewers: dict, at, rng, progress, end):
         else:
             review_task_decide(actor=actor, task=task, decision=ReviewVerdict.Decision.APPROVE, seconds_spent=seconds)
     return at
+
+
+def _renewal(use_case, run, recommendation, actor, at, rng, end) -> int:
+    """The account's renewal, won or lost some days after the run: a business outcome from the CRM, likelier
+    where the account manager accepted the recommendation. Held-out runs have no recommendation."""
+    if recommendation is None:
+        if run.status != Run.Status.HELD_OUT:
+            return 0
+        group = "holdout"
+    else:
+        group = "accepted" if recommendation.events.filter(type="accepted").exists() else "treated"
+    won = rng.random() < RENEWAL_CHANCE[group]
+    occurred = at + dt.timedelta(days=rng.uniform(*RENEWAL_DAYS[group]))
+    if occurred >= end:
+        return 0
+    with clock.simulated(occurred):
+        outcome_record(
+            actor=actor,
+            item=OutcomeIn(
+                event_id=f"demo-renewal-{run.pk}",
+                use_case=use_case.slug,
+                subject_key=run.subject_key,
+                kind="renewal_won" if won else "renewal_lost",
+                occurred_at=occurred,
+                value=Decimal(rng.choice([1200, 2400, 4800])) if won else None,
+                recommendation_id=recommendation.pk if recommendation else None,
+            ),
+        )
+    return 1
 
 
 def _feedback(recommendation, actor, at, rng, progress, end) -> int:

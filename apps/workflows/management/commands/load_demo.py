@@ -69,7 +69,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo loaded in {time.monotonic() - started:.0f}s: {counts['runs']} runs, "
-                f"{counts['reviewed']} reviews, {counts['feedback']} feedback events."
+                f"{counts['reviewed']} reviews, {counts['feedback']} feedback events, "
+                f"{counts['outcomes']} business outcomes."
             )
         )
         self.stdout.write(f"Accounts: admin, governance, reviewer, executive, integrator. Password: {password}")
