@@ -189,3 +189,21 @@ def test_checklist_and_approval_requirement_changes_are_in_the_trail(world, outs
     requirements, _ = audit_trail(user=world.governance, type="approvalrequirement")
     assert requirements[0].subject == f"{world.replies_policy.name}: 1 approval(s) from Governance officer"
     assert audit_trail(user=outsider, type="usecasecontrolitem") == ([], None)
+
+
+def test_the_trace_as_json_through_the_api(world, delivered, outsider):
+    from tests.factories import key_client
+
+    url = reverse("api-recommendation-trace", args=[delivered.pk])
+    body = key_client(world.governance, scopes=["read"]).get(url).json()
+    assert body["id"] == delivered.pk and body["chain_intact"] is True
+    assert body["policy"]["effect"] == "review" and [r["name"] for r in body["policy"]["rules_fired"]] == [
+        "Low confidence"
+    ]
+    (verdict,) = body["review"]["verdicts"]
+    assert (verdict["decision"], verdict["reviewer"], verdict["seconds_spent"]) == ("edit", "reviewer", 42)
+    assert "+Call the sponsor this week." in verdict["diff"]
+    assert body["deliveries"][0]["destination"] == world.crm_tasks.name and body["deliveries"][0]["external_id"]
+    assert [e["type"] for e in body["events"]][-1] == "accepted"
+    assert key_client(outsider).get(url).status_code == 404
+    assert key_client(world.governance, scopes=["feedback:write"]).get(url).status_code == 403

@@ -55,6 +55,7 @@ def _objects(world, recommendation, run, key):
     return {
         "api-approval-detail": {"public_id": _approval(world, recommendation).public_id},
         "api-recommendation-detail": {"pk": recommendation.pk},
+        "api-recommendation-trace": {"pk": recommendation.pk},
         "api-run-detail": {"pk": run.pk},
         "api-review-task-detail": {"pk": task.pk},
         "api-review-task-decision": {"pk": task.pk},

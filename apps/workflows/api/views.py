@@ -1,17 +1,19 @@
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.trace import trace_document
 from apps.core.actors import Actor
 from apps.core.api import BatchResultSerializer, error_body, idempotent
 from apps.core.exceptions import NotFound, ServiceError
 from apps.permissions.models import ApiKey
 from apps.workflows import selectors, services
 from apps.workflows.filters import RecommendationFilter
-from apps.workflows.models import Run, UseCase
+from apps.workflows.models import Recommendation, Run, UseCase
 
 from .serializers import (
     RecommendationBatchInSerializer,
@@ -219,6 +221,21 @@ class RecommendationDetailView(APIView):
         if recommendation is None:
             raise NotFound("No such recommendation, or you may not see it.")
         return Response(RecommendationSerializer(recommendation).data)
+
+
+class RecommendationTraceView(APIView):
+    """The output's whole path as JSON: trigger, context, model call, policy verdict, review, deliveries,
+    lifecycle events and business outcomes (the trace page's content)."""
+
+    required_scope = ApiKey.Scope.READ
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, pk: int):
+        try:
+            recommendation = selectors.recommendation_trace(user=request.user, pk=pk)
+        except Recommendation.DoesNotExist:
+            raise NotFound("No such recommendation, or you may not see it.") from None
+        return Response(trace_document(recommendation))
 
 
 class RunListCreateView(APIView):
