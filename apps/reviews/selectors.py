@@ -9,8 +9,8 @@ from apps.core.permissions import restrict
 
 from .models import ReviewQueue, ReviewTask, ReviewVerdict
 
-# Queue counters stop counting here: the page says "10,000+" rather than counting a million rows (PITFALLS #4).
-COUNT_CAP = 10_000
+# Queue counters stop counting here: the page says "1,000+" rather than counting a million rows (PITFALLS #4).
+COUNT_CAP = 1_000
 PENDING_STATUSES = (ReviewTask.Status.OPEN, ReviewTask.Status.CLAIMED)
 
 

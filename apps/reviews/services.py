@@ -119,6 +119,10 @@ def review_task_claim_next(*, actor: Actor, queue: ReviewQueue) -> ReviewTask | 
                 continue
     lease_until = now + queue.lease
     with transaction.atomic():
+        # A claim lost in a crash only returns the item to the queue (with its claimed event, in the same
+        # transaction), so it need not wait for the WAL flush: concurrent reviewers do not queue on fsync.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
         locked = tasks.select_for_update(skip_locked=True, of=("self",))
         task = next(filter(None, (locked.filter(c).first() for c in conditions)), None)
         if task is None:
