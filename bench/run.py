@@ -7,6 +7,7 @@ side by side in one run:
 - a model-endpoint call through the pipeline's model step vs the same call made directly (bench/model_overhead.py)
 - policy evaluation on ten rules with the PII scan vs the same rules in cel-python (bench/policy_eval.py)
 - a replay of 1,000,000 stored outputs against the 5-minute target (bench/replay.py)
+- the audit record: history cost, and the audit trail over 5,000,000 history rows (bench/audit.py)
 - the review desk's queue fragment at 10k/100k/1M tasks vs the Django admin changelist, and claim-next under
   8 concurrent reviewers (bench/review_queue.py)
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 os.environ["CELERY_BROKER_URL"] = "memory://"
 
+from bench import audit as audit_bench  # noqa: E402
 from bench import events_ingest, model_overhead, policy_eval  # noqa: E402 - needs ROOT on the path
 from bench import replay as replay_bench  # noqa: E402
 from bench import review_queue as review_queue_bench  # noqa: E402
@@ -475,6 +477,7 @@ def main() -> int:
             review_queue_bench.report(review_queue_stats, line)
         events_ingest.report(events_stats, line)
         roi_page_bench.report(roi_page_bench.measure(), line)
+        audit_bench.report(audit_bench.measure(), line)
 
         if args.profile:
             profile(key, churn_pk)
