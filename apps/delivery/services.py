@@ -637,7 +637,6 @@ def _feedback_one(actor: Actor, item: FeedbackIn) -> tuple[str, object]:
     return ("created" if created else "duplicate", event.external_id)
 
 
-IGNORED_AFTER_DAYS = 7  # default of settings.DOORSTEP_IGNORED_AFTER_DAYS
 IGNORED_BATCH = 500
 # What counts as the user doing something with a delivered output; `opened` alone does not.
 FEEDBACK_ACTIONS = (
@@ -650,11 +649,11 @@ FEEDBACK_ACTIONS = (
 
 def recommendations_ignored_record(*, now: dt.datetime | None = None, days: int | None = None) -> int:
     """Append `ignored` to every output delivered or shown at least `days` ago (settings
-    DOORSTEP_IGNORED_AFTER_DAYS, default 7) on which nobody acted (accepted, edited, rejected, acted on) in
+    DOORSTEP_IGNORED_AFTER_DAYS) on which nobody acted (accepted, edited, rejected, acted on) in
     that window. Idempotent: an output is marked once (an action arriving later is still recorded, after it).
     A system job (the beat task): no permission check. Returns how many were marked."""
     now = now or clock.now()
-    days = days if days is not None else getattr(settings, "DOORSTEP_IGNORED_AFTER_DAYS", IGNORED_AFTER_DAYS)
+    days = days if days is not None else settings.DOORSTEP_IGNORED_AFTER_DAYS
     cutoff = now - dt.timedelta(days=days)
     events = RecommendationEvent.objects.filter(recommendation_id=OuterRef("pk"))
     candidates = (

@@ -107,16 +107,6 @@ def _after(priority: int, created_at: datetime, pk: int) -> Q:
     )
 
 
-def task_page(*, user, queue: ReviewQueue, after: tuple | None, size: int) -> tuple[list[ReviewTask], bool]:
-    """One keyset page of a queue's pending tasks after the position `after`, and whether more follow
-    (no COUNT of the tasks, PITFALLS #4)."""
-    tasks = task_list(user=user, queue=queue, status="pending")
-    if after is not None:
-        tasks = tasks.filter(_after(*after))
-    page = list(tasks[: size + 1])
-    return page[:size], len(page) > size
-
-
 def task_after(*, user, task: ReviewTask) -> ReviewTask | None:
     """The next task of the same queue the user may take, after `task` in queue order, wrapping round."""
     candidates = (

@@ -105,10 +105,6 @@ def _queue_sla_state(queue: ReviewQueue, now: datetime) -> str:
     return _sla_state(due_at=due, sla=queue.sla, now=now)
 
 
-def _lease_active(task: ReviewTask, now: datetime) -> bool:
-    return selectors.lease_active(task, now)
-
-
 # --- views ---------------------------------------------------------------------------------------------
 
 
@@ -146,7 +142,7 @@ def queue_detail(request, pk: int):
         task.sla_state = _sla_state(due_at=task.due_at, sla=queue.sla, now=now)
         task.sla_label = SLA_LABELS[task.sla_state]
         task.sla_badge = SLA_BADGES[task.sla_state]
-        task.claim_active = _lease_active(task, now)
+        task.claim_active = selectors.lease_active(task, now)
         task.rule_names = [reason.get("name", "") for reason in task.reasons or []]
         task.bulk_refusal = services.review_task_bulk_refusal(task)
     context = {
@@ -224,7 +220,7 @@ def task_take_over(request, pk: int):
 
 
 def _claim_context(task: ReviewTask, user, now: datetime) -> dict:
-    held = _lease_active(task, now)
+    held = selectors.lease_active(task, now)
     held_by_me = held and task.claimed_by_id == user.pk
     held_by_other = held and not held_by_me
     decided = task.status == ReviewTask.Status.DECIDED
@@ -366,14 +362,14 @@ def task_detail(request, pk: int):
         may_claim = not (
             task.required_reviews > 1 and services.review_task_votes(task).filter(reviewer=request.user).exists()
         )
-        if not may_claim and _lease_active(task, now) and task.claimed_by_id == request.user.pk:
+        if not may_claim and selectors.lease_active(task, now) and task.claimed_by_id == request.user.pk:
             # Claimed again after voting (claim-next offers it): give it back to the other reviewers.
             services.review_task_release(actor=Actor.from_request(request), task=task)
             task.refresh_from_db()
     if (
         may_claim
         and task.status != ReviewTask.Status.DECIDED
-        and not (_lease_active(task, now) and task.claimed_by_id != request.user.pk)
+        and not (selectors.lease_active(task, now) and task.claimed_by_id != request.user.pk)
     ):
         try:
             task = services.review_task_claim(actor=Actor.from_request(request), task=task)

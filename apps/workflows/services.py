@@ -97,15 +97,13 @@ def _run_held_out_record(*, actor: Actor, use_case: UseCase, subject_key: str, t
 
 
 def _call_with_fallback(
-    use_case: UseCase, records: list[dict], endpoints: list | None = None
+    use_case: UseCase, records: list[dict], endpoints: list
 ) -> tuple[ModelResult, object, bool, int, list[str]]:
-    """The endpoints the budgets allow (the primary, then the fallback; monitoring's budget_plan). Each gets up
+    """`endpoints`: those the budgets allow (the primary, then the fallback; monitoring's budget_plan). Each gets up
     to model_max_attempts calls of at most model_timeout_seconds, with capped exponential backoff and jitter
     between them (a 429's short Retry-After is honoured); a permanent error (credentials, a 4xx,
     configuration) or a long rate limit moves on to the fallback at once. Every call's outcome goes to the
     endpoint's health and the call-duration metric."""
-    if endpoints is None:
-        endpoints = budget_plan(use_case=use_case).endpoints
     errors: list[str] = []
     attempts = 0
     timeout = use_case.model_timeout_seconds

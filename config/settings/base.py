@@ -13,6 +13,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DOORSTEP_AUDIT_DIR = Path(environ.Env().str("DOORSTEP_AUDIT_DIR", default=str(VAR_DIR / "audit")))
 # Raw model outputs and stored context values are deleted after this many days (empty: kept); hashes stay.
 DOORSTEP_RETENTION_DAYS = environ.Env().int("DOORSTEP_RETENTION_DAYS", default=0) or None
+# A delivered or shown output nobody acted on within this many days is recorded as ignored (beat).
+DOORSTEP_IGNORED_AFTER_DAYS = environ.Env().int("DOORSTEP_IGNORED_AFTER_DAYS", default=7)
 
 env = environ.Env()
 
