@@ -4,7 +4,7 @@ newest first, in keyset pages (no COUNT, PITFALLS #4). Each source is filtered t
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Model, OuterRef, Q, QuerySet, Subquery, When
 from django.utils.dateparse import parse_datetime
 
 from apps.accounts.models import AccessEvent
@@ -62,6 +62,8 @@ class TrailEntry:
     recommendation_id: int | None = None
     event_type: str = ""
     link: tuple = ()  # ("usecase", slug) / ("policy", pk) / ("connectors",) / ("trace", pk): the view makes a URL
+    # (version, previous version) of a changed history row: diffed only once the row makes the page.
+    versions: tuple | None = field(default=None, repr=False)
 
     @property
     def source_label(self) -> str:
@@ -72,37 +74,62 @@ class TrailEntry:
         return f"{self.at.isoformat()}|{SOURCES.index(self.source)}|{self.pk}"
 
 
-def _visible_history(key: str, user) -> QuerySet:
+@dataclass(frozen=True)
+class Visible:
+    """Ids of the objects whose history a user may see, read once per page (a handful of short lists) rather
+    than as permission subqueries rebuilt for every source; None for a superuser, who sees everything."""
+
+    user_id: int
+    use_cases: list[int] | None
+    policies: list[int] | None
+    connectors: list[int] | None
+    queues: list[int] | None
+
+    @classmethod
+    def of(cls, user) -> "Visible":
+        if user.is_superuser:
+            return cls(user.pk, None, None, None, None)
+
+        def ids(model, codename):
+            return list(restrict(model.objects.all(), user, codename).values_list("pk", flat=True))
+
+        return cls(
+            user.pk,
+            use_cases=ids(UseCase, "view_usecase"),
+            policies=ids(Policy, "view_policy"),
+            connectors=ids(Connector, "view_connector"),
+            queues=ids(ReviewQueue, "view_reviewqueue"),
+        )
+
+
+def _visible_history(key: str, visible: Visible) -> QuerySet:
     """History rows of one governed model the user may see: superusers all, others through object grants."""
     history = GOVERNED[key].history.model.objects.all()
-    if user.is_superuser:
+    if visible.use_cases is None:
         return history
-    use_cases = restrict(UseCase.objects.all(), user, "view_usecase").values("pk")
-    policies = restrict(Policy.objects.all(), user, "view_policy").values("pk")
-    connectors = restrict(Connector.objects.all(), user, "view_connector").values("pk")
     match key:
         case "usecase":
-            return history.filter(id__in=use_cases)
+            return history.filter(id__in=visible.use_cases)
         case "policy":
-            return history.filter(id__in=policies)
-        case "policyversion":
-            return history.filter(policy_id__in=policies)
+            return history.filter(id__in=visible.policies)
+        case "policyversion" | "approvalrequirement":
+            return history.filter(policy_id__in=visible.policies)
         case "rule":
-            return history.filter(version_id__in=PolicyVersion.objects.filter(policy__in=policies).values("pk"))
+            return history.filter(
+                version_id__in=PolicyVersion.objects.filter(policy_id__in=visible.policies).values("pk")
+            )
         case "reviewqueue":
-            return history.filter(id__in=restrict(ReviewQueue.objects.all(), user, "view_reviewqueue").values("pk"))
+            return history.filter(id__in=visible.queues)
         case "connector":
-            return history.filter(id__in=connectors)
+            return history.filter(id__in=visible.connectors)
         case "sourcedataset" | "destination":
-            return history.filter(connector_id__in=connectors)
+            return history.filter(connector_id__in=visible.connectors)
         case "apikey":
-            return history.filter(user_id=user.pk)
-        case "approvalrequirement":
-            return history.filter(policy_id__in=policies)
+            return history.filter(user_id=visible.user_id)
         case "usecasecontrolitem" | "approvalrequest":
-            return history.filter(use_case_id__in=use_cases)
+            return history.filter(use_case_id__in=visible.use_cases)
         case "alert":
-            return history.filter(Q(use_case_id__in=use_cases) | Q(connector_id__in=connectors))
+            return history.filter(Q(use_case_id__in=visible.use_cases) | Q(connector_id__in=visible.connectors))
     return history.none()
 
 
@@ -213,13 +240,18 @@ class TrailFilter:
         return condition
 
 
-def _history_entries(key: str, user, *, actor: str, cursor, limit: int, where: TrailFilter) -> list[TrailEntry]:
+def _history_entries(
+    key: str, visible: Visible, *, actor: str, cursor, limit: int, where: TrailFilter
+) -> list[TrailEntry]:
     history_model = GOVERNED[key].history.model
-    previous = history_model.objects.filter(id=OuterRef("id")).filter(
-        Q(history_date__lt=OuterRef("history_date"))
-        | Q(history_date=OuterRef("history_date"), history_id__lt=OuterRef("history_id"))
+    # The version before each row: a bounded range of the (id, history_date, history_id) index; the tie on
+    # history_date stays out of the range condition so the index can serve it (an OR would scan the table).
+    previous = history_model.objects.filter(id=OuterRef("id"), history_date__lte=OuterRef("history_date")).exclude(
+        history_date=OuterRef("history_date"), history_id__gte=OuterRef("history_id")
     )
-    rows = _visible_history(key, user).filter(_after_cursor("history_date", "history_id", SOURCES.index(key), cursor))
+    rows = _visible_history(key, visible).filter(
+        _after_cursor("history_date", "history_id", SOURCES.index(key), cursor)
+    )
     rows = rows.filter(where.window("history_date"))
     if where.object_id is not None:
         rows = rows.filter(id=where.object_id)
@@ -227,25 +259,23 @@ def _history_entries(key: str, user, *, actor: str, cursor, limit: int, where: T
         rows = rows.filter(history_user__username__iexact=actor)
     rows = list(
         _labelled(key, rows.select_related("history_user"))
-        .annotate(previous_id=Subquery(previous.order_by("-history_date", "-history_id").values("history_id")[:1]))
+        .annotate(
+            # Only a change has a diff: a creation has no previous version to look for, and the look-up for a
+            # version that does not exist would walk the whole index.
+            previous_id=Case(
+                When(
+                    history_type="~",
+                    then=Subquery(previous.order_by("-history_date", "-history_id").values("history_id")[:1]),
+                )
+            )
+        )
         .order_by("-history_date", "-history_id")[:limit]
     )
     previous_rows = history_model.objects.in_bulk([row.previous_id for row in rows if row.previous_id])
     entries = []
     for row in rows:
         subject, link = _subject(key, row)
-        changes = []
         before = previous_rows.get(row.previous_id)
-        if row.history_type == "~" and before is not None:
-            for change in row.diff_against(before).changes:
-                hidden = change.field in HIDDEN_FIELDS
-                changes.append(
-                    {
-                        "field": change.field,
-                        "old": "(hidden)" if hidden else _short(change.old),
-                        "new": "(hidden)" if hidden else _short(change.new),
-                    }
-                )
         entries.append(
             TrailEntry(
                 source=key,
@@ -256,11 +286,23 @@ def _history_entries(key: str, user, *, actor: str, cursor, limit: int, where: T
                 subject=subject,
                 object_id=row.id,
                 link=link,
-                changes=changes,
                 reason=row.history_change_reason or "",
+                versions=(row, before) if row.history_type == "~" and before is not None else None,
             )
         )
     return entries
+
+
+def _diff(versions) -> list[dict]:
+    row, before = versions
+    return [
+        {
+            "field": change.field,
+            "old": "(hidden)" if change.field in HIDDEN_FIELDS else _short(change.old),
+            "new": "(hidden)" if change.field in HIDDEN_FIELDS else _short(change.new),
+        }
+        for change in row.diff_against(before).changes
+    ]
 
 
 def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int, where: TrailFilter) -> list[TrailEntry]:
@@ -349,6 +391,7 @@ def audit_trail(
     if object_id is not None:  # an object id names a governed object or a recommendation, not a person
         sources = [source for source in sources if source != ACCESS]
     entries: list[TrailEntry] = []
+    visible = None
     for source in sources:
         if source == EVENTS:
             entries += _event_entries(
@@ -359,8 +402,12 @@ def audit_trail(
                 user, actor=actor, kind=event_type, cursor=position, limit=limit + 1, where=where
             )
         else:
-            entries += _history_entries(source, user, actor=actor, cursor=position, limit=limit + 1, where=where)
+            visible = visible or Visible.of(user)
+            entries += _history_entries(source, visible, actor=actor, cursor=position, limit=limit + 1, where=where)
     entries.sort(key=lambda e: (e.at, SOURCES.index(e.source), e.pk), reverse=True)
     page = entries[:limit]
+    for entry in page:
+        if entry.versions is not None:
+            entry.changes = _diff(entry.versions)
     next_cursor = page[-1].cursor if len(entries) > limit else None
     return page, next_cursor

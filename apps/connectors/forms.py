@@ -10,7 +10,9 @@ from django.contrib.auth.models import Group
 from django.utils.dateparse import parse_duration
 
 from apps.core import clock
+from apps.core.permissions import restrict
 from apps.permissions.models import ApiKey
+from apps.workflows.models import UseCase
 
 from .kinds import KINDS, Setting
 from .models import Destination, SourceDataset
@@ -322,6 +324,12 @@ class ApiKeyCreateForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="None ticked means every scope you hold.",
     )
+    use_cases = forms.ModelMultipleChoiceField(
+        queryset=UseCase.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked means every use case you may see.",
+    )
     expires_at = forms.DateTimeField(
         required=False,
         label="Expires",
@@ -332,6 +340,10 @@ class ApiKeyCreateForm(forms.Form):
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
         help_text="Optional; leave empty for a key that does not expire.",
     )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["use_cases"].queryset = restrict(UseCase.objects.all(), user, "view_usecase").order_by("name")
 
     def clean_name(self):
         return self.cleaned_data["name"].strip()

@@ -1,9 +1,9 @@
 from django.conf import settings
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
-from simple_history.models import HistoricalRecords
 
 from apps.core import clock
+from apps.core.history import GovernedHistory
 from apps.core.models import TimeStampedModel
 
 from . import crypto
@@ -49,7 +49,7 @@ class Connector(TimeStampedModel):
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    history = HistoricalRecords(excluded_fields=["secrets_ciphertext", "last_success_at", "last_failure_at"])
+    history = GovernedHistory(excluded_fields=["secrets_ciphertext", "last_success_at", "last_failure_at"])
 
     monthly_budget = models.DecimalField(
         max_digits=12,
@@ -134,7 +134,7 @@ class SourceDataset(TimeStampedModel):
     sync_interval = models.DurationField(null=True, blank=True, help_text="How often beat refreshes a cached copy")
     sync_cursor = models.CharField(max_length=100, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
-    history = HistoricalRecords(excluded_fields=["sync_cursor", "last_synced_at"])
+    history = GovernedHistory(excluded_fields=["sync_cursor", "last_synced_at"])
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["connector", "name"], name="dataset_unique_name")]
@@ -210,7 +210,7 @@ class Destination(TimeStampedModel):
     config = models.JSONField(default=dict, blank=True, help_text="The kind's mapping: columns, object, path")
     refresh_cursor = models.CharField(max_length=100, blank=True, editable=False, help_text="BI: last row exported")
     last_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    history = HistoricalRecords(excluded_fields=["refresh_cursor", "last_refreshed_at"])
+    history = GovernedHistory(excluded_fields=["refresh_cursor", "last_refreshed_at"])
 
     def __str__(self):
         return self.name

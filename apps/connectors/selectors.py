@@ -50,7 +50,7 @@ def connector_secrets_set(*, connector: Connector) -> set[str]:
 
 def api_key_list(*, user) -> QuerySet[ApiKey]:
     """The user's own API keys, newest first (an admin manages others' keys in the admin)."""
-    return ApiKey.objects.filter(user=user).order_by("-created_at", "-pk")
+    return ApiKey.objects.filter(user=user).prefetch_related("use_cases").order_by("-created_at", "-pk")
 
 
 @dataclass

@@ -92,7 +92,7 @@ def _page_context(request, *, key_form=None, new_key=None) -> dict:
         "kinds": Connector.Kind.choices,
         "can_create": services.connector_may_create(request.user),
         "api_keys": selectors.api_key_list(user=request.user),
-        "key_form": key_form or ApiKeyCreateForm(),
+        "key_form": key_form or ApiKeyCreateForm(user=request.user),
         "new_key": new_key,
         "scope_labels": dict(ApiKey.Scope.choices),
     }
@@ -603,7 +603,7 @@ def destination_detail(request, pk: int, destination_pk: int):
 @require_POST
 def api_key_create(request):
     """Create a key for the signed-in user; the raw key is in this response only (never stored, never cached)."""
-    form = ApiKeyCreateForm(request.POST)
+    form = ApiKeyCreateForm(request.POST, user=request.user)
     new_key = None
     if form.is_valid():
         try:
@@ -612,13 +612,14 @@ def api_key_create(request):
                 user=request.user,
                 name=form.cleaned_data["name"],
                 scopes=form.cleaned_data["scopes"],
+                use_cases=form.cleaned_data["use_cases"],
                 expires_at=form.cleaned_data["expires_at"],
             )
         except ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             new_key = {"key": key, "raw": raw}
-            form = ApiKeyCreateForm()
+            form = ApiKeyCreateForm(user=request.user)
     response = render_page(
         request, LIST, fragment="api-keys", context=_page_context(request, key_form=form, new_key=new_key)
     )

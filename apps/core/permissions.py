@@ -2,6 +2,9 @@
 
 Only object-level grants count (direct foreign-key guardian tables, to the user or one of their
 groups): a global `view_x` permission never widens a list (PITFALLS #2). Superusers see everything.
+
+A request made with an API key limited to some use cases (apps.permissions.authentication) narrows both
+further, for superusers too: use cases outside the key's list do not exist for that request.
 """
 
 from django.contrib.auth import get_user_model
@@ -9,11 +12,21 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
+SCOPED_BY_KEY = "workflows.UseCase"
+
+
+def key_use_cases(user) -> frozenset[int] | None:
+    """The use cases the request's API key is limited to; None when it is not (or there is no key)."""
+    return getattr(user, "api_key_use_cases", None)
+
 
 def restrict(queryset: QuerySet, user, codename: str) -> QuerySet:
     """`queryset` narrowed to the objects on which `user` holds `codename` (e.g. "view_usecase")."""
     if user is None or not user.is_authenticated or not user.is_active:
         return queryset.none()
+    limited_to = key_use_cases(user)
+    if limited_to is not None and queryset.model._meta.label == SCOPED_BY_KEY:
+        queryset = queryset.filter(pk__in=limited_to)
     if user.is_superuser:
         return queryset
     model = queryset.model
@@ -31,9 +44,12 @@ def has_object_permission(user, codename: str, obj) -> bool:
     every write and on the ingestion hot path, where building the ORM subqueries cost more than the query."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
+    model = type(obj)
+    limited_to = key_use_cases(user)
+    if limited_to is not None and model._meta.label == SCOPED_BY_KEY and obj.pk not in limited_to:
+        return False
     if user.is_superuser:
         return True
-    model = type(obj)
     user_table = get_user_obj_perms_model(model)._meta.db_table
     group_table = get_group_obj_perms_model(model)._meta.db_table
     membership_table = get_user_model().groups.through._meta.db_table

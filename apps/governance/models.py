@@ -3,8 +3,8 @@ keeps against them. Each checklist item is mapped to one of the seven Doorstep c
 
 from django.conf import settings
 from django.db import models
-from simple_history.models import HistoricalRecords
 
+from apps.core.history import GovernedHistory
 from apps.core.models import TimeStampedModel
 from apps.workflows.controls import CONTROL_NAMES
 
@@ -20,7 +20,7 @@ class ControlPack(TimeStampedModel):
     url = models.URLField(blank=True)
     version = models.CharField(max_length=40, help_text="Version of the pack file last loaded")
     description = models.TextField(blank=True)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["name"]
@@ -41,7 +41,7 @@ class ControlItem(TimeStampedModel):
     position = models.PositiveSmallIntegerField(default=0)
     # An item dropped from a later version of the pack file: kept, since checklists may refer to it.
     retired = models.BooleanField(default=False)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["pack", "position", "code"]
@@ -66,7 +66,7 @@ class UseCaseControlItem(TimeStampedModel):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["use_case", "item__pack__name", "item__position"]

@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.db import models
-from simple_history.models import HistoricalRecords
 
 from apps.core import clock
+from apps.core.history import GovernedHistory
 
 
 class Alert(models.Model):
@@ -39,7 +39,7 @@ class Alert(models.Model):
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    history = HistoricalRecords(excluded_fields=["occurrences", "last_seen_at"])
+    history = GovernedHistory(excluded_fields=["occurrences", "last_seen_at"])
 
     class Meta:
         ordering = ["-opened_at"]
@@ -139,7 +139,7 @@ class AlertRule(models.Model):
     last_value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True, editable=False)
     last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=clock.now)
-    history = HistoricalRecords(excluded_fields=["last_value", "last_evaluated_at"])
+    history = GovernedHistory(excluded_fields=["last_value", "last_evaluated_at"])
 
     class Meta:
         ordering = ["name", "pk"]

@@ -27,6 +27,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # Coarse last-used time: one write a minute per key, not one per request.
         if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        # A key limited to use cases narrows every use-case read of this request (apps.core.permissions).
+        key.user.api_key_use_cases = frozenset(key.use_cases.values_list("pk", flat=True)) or None
         return key.user, key
 
     def authenticate_header(self, request):

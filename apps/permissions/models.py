@@ -3,9 +3,9 @@ import secrets
 
 from django.conf import settings
 from django.db import models
-from simple_history.models import HistoricalRecords
 
 from apps.core import clock
+from apps.core.history import GovernedHistory
 
 KEY_PREFIX = "dsk_"
 
@@ -33,11 +33,14 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=12, help_text="First characters of the key, to recognise it in lists")
     key_digest = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list, blank=True, help_text="Empty means every scope the user holds")
+    use_cases = models.ManyToManyField(
+        "workflows.UseCase", blank=True, related_name="+", help_text="Empty means every use case the user may see"
+    )
     created_at = models.DateTimeField(default=clock.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    history = HistoricalRecords(excluded_fields=["last_used_at"])
+    history = GovernedHistory(excluded_fields=["last_used_at"], m2m_fields=["use_cases"])
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "name"], name="api_key_unique_name_per_user")]

@@ -2,9 +2,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
-from simple_history.models import HistoricalRecords
 
 from apps.core import clock
+from apps.core.history import GovernedHistory
 from apps.core.models import TimeStampedModel
 
 
@@ -14,7 +14,7 @@ class Policy(TimeStampedModel):
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
     business_unit = models.CharField(max_length=80, blank=True)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["name"]
@@ -41,7 +41,7 @@ class ApprovalRequirement(models.Model):
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="approval_requirements")
     group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
     count = models.PositiveSmallIntegerField(default=1)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         constraints = [
@@ -85,7 +85,7 @@ class PolicyVersion(TimeStampedModel):
     emergency = models.BooleanField(default=False)
     emergency_reason = models.TextField(blank=True)
     emergency_expires_at = models.DateTimeField(null=True, blank=True)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["policy", "-number"]
@@ -126,7 +126,7 @@ class Rule(models.Model):
     # Redact: output fields to blank and patterns to mask in the text, besides the built-in PII findings.
     redact_fields = models.JSONField(default=list, blank=True)
     redact_patterns = models.JSONField(default=list, blank=True)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["version", "order", "pk"]

@@ -5,9 +5,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
-from simple_history.models import HistoricalRecords
 
 from apps.core import clock
+from apps.core.history import GovernedHistory
 from apps.core.models import TimeStampedModel
 
 
@@ -27,7 +27,7 @@ class ReviewQueue(TimeStampedModel):
         related_name="led_review_queues",
         help_text="Breached and escalated items go to this group, which is told by e-mail",
     )
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["name"]
@@ -177,7 +177,7 @@ class ApprovalRequest(models.Model):
     callback_attempts = models.PositiveSmallIntegerField(default=0)
     callback_delivered_at = models.DateTimeField(null=True, blank=True)
     callback_error = models.TextField(blank=True)
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         constraints = [

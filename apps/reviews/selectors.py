@@ -5,7 +5,7 @@ from django.db.models import BooleanField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 
 from apps.core import clock
-from apps.core.permissions import restrict
+from apps.core.permissions import key_use_cases, restrict
 
 from .models import ReviewQueue, ReviewTask, ReviewVerdict
 
@@ -48,6 +48,8 @@ def task_list(*, user, queue: ReviewQueue | None = None, status: str | None = No
     )
     if queue is not None:
         tasks = tasks.filter(queue=queue)
+    if (limited_to := key_use_cases(user)) is not None:
+        tasks = tasks.filter(recommendation__use_case_id__in=limited_to)
     if status == "pending":
         tasks = tasks.filter(status__in=[ReviewTask.Status.OPEN, ReviewTask.Status.CLAIMED])
     elif status:

@@ -4,9 +4,9 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
-from simple_history.models import HistoricalRecords
 
 from apps.core import clock
+from apps.core.history import GovernedHistory
 from apps.core.models import TimeStampedModel
 
 
@@ -120,7 +120,7 @@ class UseCase(TimeStampedModel):
     manual_minutes_per_item = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("10"))
     hourly_cost = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("60"))
     value_per_accepted = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
-    history = HistoricalRecords()
+    history = GovernedHistory()
 
     class Meta:
         ordering = ["name"]
