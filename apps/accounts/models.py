@@ -20,11 +20,14 @@ class AccessEvent(models.Model):
         EXPORT = "export", "Export"
         GRANT = "grant", "Permission granted"
         REVOKE = "revoke", "Permission revoked"
+        API_KEY_USED = "api_key_used", "API key used"
+        API_KEY_REFUSED = "api_key_refused", "API key refused"
 
     class Method(models.TextChoices):
         PASSWORD = "password", "Password"
         PASSWORD_TOTP = "password_totp", "Password + TOTP"
         SSO = "sso", "Single sign-on"
+        API_KEY = "api_key", "API key"
 
     # The account, when one is known; `username` keeps what was typed (also for unknown names).
     user = models.ForeignKey(

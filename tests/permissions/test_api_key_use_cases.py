@@ -90,3 +90,20 @@ def test_the_command_limits_a_key_by_slug(world, capsys):
     assert list(ApiKey.objects.get(name="cli").use_cases.all()) == [world.churn]
     with pytest.raises(CommandError, match="use_cases: no use case with the slug"):
         call_command("create_api_key", user=world.integrator.username, name="cli-2", use_cases=["nope"])
+
+
+def test_key_use_and_refusal_are_access_events(world):
+    from apps.accounts.models import AccessEvent
+
+    client = key_client(world.integrator, name="crm")
+    client.get("/api/v1/use-cases")
+    client.get("/api/v1/use-cases")  # within the minute: no second record
+    used = AccessEvent.objects.filter(kind=AccessEvent.Kind.API_KEY_USED)
+    assert used.count() == 1
+    assert used.get().user == world.integrator and "crm" in used.get().detail
+    key = ApiKey.objects.get(name="crm")
+    key.revoked_at = key.created_at
+    key.save()
+    assert client.get("/api/v1/use-cases").status_code == 401
+    refused = AccessEvent.objects.get(kind=AccessEvent.Kind.API_KEY_REFUSED)
+    assert refused.user == world.integrator and "revoked" in refused.detail
