@@ -3,7 +3,8 @@
 - history cost: 10,000 governed objects (review queues) updated through save() with simple-history recording
   each change, against the same updates with history switched off for the model, in the same run; target ≤ 2×;
 - the audit trail page (a governance officer, keyset pages of 50, no count) with 5,000,000 history rows of a
-  use case they may see: p95 of the first page and of a page deep in the trail, target < 200 ms.
+  use case they may see: p95 of the first page, of a page deep in the trail and of the first page filtered to
+  an actor with only a few of the rows (the admin); the worst of the three counts, target < 200 ms.
 
 The history rows are generated inside PostgreSQL (INSERT … SELECT over generate_series), as simple-history
 writes them, so setting up five million takes about a minute.
@@ -91,28 +92,34 @@ def _generate_history(*, use_case_id: int, rows: int) -> float:
     return time.monotonic() - started
 
 
-def _trail_pages(client, rounds: int) -> tuple[list[float], list[float]]:
-    """Latencies (ms) of the first page and of a page reached by following 20 cursors."""
+def _trail_pages(client, rounds: int, rare_actor: str) -> tuple[list[float], list[float], list[float]]:
+    """Latencies (ms) of the first page, of a page reached by following 20 cursors, and of the first page
+    filtered to an actor with few rows among the millions."""
     from django.urls import reverse
 
     url = reverse("audit:trail")
-    first, deep = [], []
+    first, deep, by_actor = [], [], []
     cursor = ""
     for _ in range(20):
         response = client.get(url, {"type": "usecase", "cursor": cursor}, HTTP_HX_REQUEST="true")
         found = re.search(r'cursor=([^"&]+)"', response.content.decode())
         cursor = unquote(html.unescape(found.group(1))) if found else ""
     for _ in range(rounds):
-        for samples, params in ((first, {}), (deep, {"type": "usecase", "cursor": cursor})):
+        for samples, params in (
+            (first, {}),
+            (deep, {"type": "usecase", "cursor": cursor}),
+            (by_actor, {"actor": rare_actor}),
+        ):
             started = time.perf_counter()
             response = client.get(url, params, HTTP_HX_REQUEST="true")
             samples.append((time.perf_counter() - started) * 1000)
             if response.status_code != 200:
                 raise SystemExit(f"the trail answered {response.status_code}")
-    return first, deep
+    return first, deep, by_actor
 
 
 def measure(rows: int = 5_000_000) -> dict:
+    from django.contrib.auth import get_user_model
     from django.test import Client
 
     from apps.workflows.models import UseCase
@@ -127,7 +134,8 @@ def measure(rows: int = 5_000_000) -> dict:
     print(f"# audit: {rows} history rows generated in {seconds:.1f}s", file=sys.stderr)
     client = Client()
     client.force_login(churn.owner)  # the governance officer, who may see the use case
-    first, deep = _trail_pages(client, ROUNDS)
+    admin = get_user_model().objects.get(is_superuser=True)  # a handful of the rows are the admin's
+    first, deep, by_actor = _trail_pages(client, ROUNDS, admin.username)
     stats = {
         "with": with_history,
         "without": without,
@@ -135,10 +143,12 @@ def measure(rows: int = 5_000_000) -> dict:
         "first_p50": _quantile(first, 0.5),
         "first_p95": _quantile(first, 0.95),
         "deep_p95": _quantile(deep, 0.95),
+        "actor_p95": _quantile(by_actor, 0.95),
     }
     print(
         f"# audit trail with {rows} history rows: first page p50 {stats['first_p50']:.1f}ms "
-        f"p95 {stats['first_p95']:.1f}ms; 21st page p95 {stats['deep_p95']:.1f}ms",
+        f"p95 {stats['first_p95']:.1f}ms; 21st page p95 {stats['deep_p95']:.1f}ms; filtered to a rare actor p95 "
+        f"{stats['actor_p95']:.1f}ms",
         file=sys.stderr,
     )
     return stats
@@ -155,7 +165,7 @@ def report(stats: dict, line) -> None:
         ratio <= HISTORY_TARGET,
         digits=2,
     )
-    worst = max(stats["first_p95"], stats["deep_p95"])
+    worst = max(stats["first_p95"], stats["deep_p95"], stats["actor_p95"])
     name = "audit_trail_page_p95_5m" if stats["rows"] == 5_000_000 else f"audit_trail_page_p95_{stats['rows']}"
     line(name, worst, PAGE_TARGET_MS, "ms", f"<{PAGE_TARGET_MS:.0f}ms", worst < PAGE_TARGET_MS)
 
