@@ -308,14 +308,20 @@ def _diff(versions) -> list[dict]:
     ]
 
 
-def _event_entries(user, *, actor: str, event_type: str, cursor, limit: int, where: TrailFilter) -> list[TrailEntry]:
+def _event_entries(
+    user, *, actor: str, actor_ids: list[int] | None, event_type: str, cursor, limit: int, where: TrailFilter
+) -> list[TrailEntry]:
+    """An actor that names accounts filters by them (indexed; their key and on-behalf actions included); any
+    other actor is a system label such as "system:sla-beat"."""
     events = RecommendationEvent.objects.filter(recommendation__in=recommendation_list(user=user)).filter(
         _after_cursor("at", "pk", SOURCES.index(EVENTS), cursor), where.window("at")
     )
     if where.object_id is not None:
         events = events.filter(recommendation_id=where.object_id)
-    if actor:
-        events = events.filter(Q(actor_user__username__iexact=actor) | Q(actor_label__iexact=actor))
+    if actor_ids:
+        events = events.filter(actor_user_id__in=actor_ids)
+    elif actor:
+        events = events.filter(actor_label__iexact=actor)
     if event_type:
         events = events.filter(type=event_type)
     events = events.select_related("recommendation__use_case").order_by("-at", "-pk")[:limit]
@@ -401,7 +407,13 @@ def audit_trail(
     for source in sources:
         if source == EVENTS:
             entries += _event_entries(
-                user, actor=actor, event_type=event_type, cursor=position, limit=limit + 1, where=where
+                user,
+                actor=actor,
+                actor_ids=actor_ids,
+                event_type=event_type,
+                cursor=position,
+                limit=limit + 1,
+                where=where,
             )
         elif source == ACCESS:
             entries += _access_entries(

@@ -323,7 +323,11 @@ class RecommendationEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["recommendation", "sequence"], name="event_unique_sequence"),
         ]
-        indexes = [models.Index(fields=["type", "at"])]
+        indexes = [
+            models.Index(fields=["type", "at"]),
+            # The audit trail reads events newest first across outputs.
+            models.Index(fields=["at", "id"], name="event_recent"),
+        ]
 
     def __str__(self):
         return f"{self.get_type_display()} by {self.actor_label}"
