@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.accounts.models import AccessEvent
 from apps.connectors.models import Connector, Destination, SourceDataset
-from apps.core.permissions import restrict
+from apps.core.permissions import granted_ids
 from apps.governance.models import ControlItem, UseCaseControlItem
 from apps.monitoring.models import Alert
 from apps.permissions.models import ApiKey
@@ -77,10 +77,11 @@ class TrailEntry:
 
 @dataclass(frozen=True)
 class Visible:
-    """Ids of the objects whose history a user may see, read once per page (a handful of short lists) rather
-    than as permission subqueries rebuilt for every source; None for a superuser, who sees everything."""
+    """Ids of the objects whose history a user may see, read once per page from the grant tables rather than
+    as permission subqueries rebuilt for every source; None where every object is visible (a superuser)."""
 
     user_id: int
+    superuser: bool
     use_cases: list[int] | None
     policies: list[int] | None
     connectors: list[int] | None
@@ -88,49 +89,49 @@ class Visible:
 
     @classmethod
     def of(cls, user) -> "Visible":
-        if user.is_superuser:
-            return cls(user.pk, None, None, None, None)
-
-        def ids(model, codename):
-            return list(restrict(model.objects.all(), user, codename).values_list("pk", flat=True))
-
         return cls(
             user.pk,
-            use_cases=ids(UseCase, "view_usecase"),
-            policies=ids(Policy, "view_policy"),
-            connectors=ids(Connector, "view_connector"),
-            queues=ids(ReviewQueue, "view_reviewqueue"),
+            user.is_superuser,
+            use_cases=granted_ids(UseCase, user, "view_usecase"),
+            policies=granted_ids(Policy, user, "view_policy"),
+            connectors=granted_ids(Connector, user, "view_connector"),
+            queues=granted_ids(ReviewQueue, user, "view_reviewqueue"),
         )
+
+
+def _among(field: str, ids: list[int] | None) -> Q:
+    return Q() if ids is None else Q(**{f"{field}__in": ids})
 
 
 def _visible_history(key: str, visible: Visible) -> QuerySet:
     """History rows of one governed model the user may see: superusers all, others through object grants."""
     history = GOVERNED[key].history.model.objects.all()
-    if visible.use_cases is None:
-        return history
     match key:
         case "usecase":
-            return history.filter(id__in=visible.use_cases)
+            return history.filter(_among("id", visible.use_cases))
         case "policy":
-            return history.filter(id__in=visible.policies)
+            return history.filter(_among("id", visible.policies))
         case "policyversion" | "approvalrequirement":
-            return history.filter(policy_id__in=visible.policies)
+            return history.filter(_among("policy_id", visible.policies))
         case "rule":
-            return history.filter(
-                version_id__in=PolicyVersion.objects.filter(policy_id__in=visible.policies).values("pk")
-            )
+            if visible.policies is None:
+                return history
+            versions = PolicyVersion.objects.filter(policy_id__in=visible.policies).values("pk")
+            return history.filter(version_id__in=versions)
         case "reviewqueue":
-            return history.filter(id__in=visible.queues)
+            return history.filter(_among("id", visible.queues))
         case "connector":
-            return history.filter(id__in=visible.connectors)
+            return history.filter(_among("id", visible.connectors))
         case "sourcedataset" | "destination":
-            return history.filter(connector_id__in=visible.connectors)
+            return history.filter(_among("connector_id", visible.connectors))
         case "apikey":
-            return history.filter(user_id=visible.user_id)
+            return history if visible.superuser else history.filter(user_id=visible.user_id)
         case "usecasecontrolitem" | "approvalrequest":
-            return history.filter(use_case_id__in=visible.use_cases)
+            return history.filter(_among("use_case_id", visible.use_cases))
         case "alert":
-            return history.filter(Q(use_case_id__in=visible.use_cases) | Q(connector_id__in=visible.connectors))
+            if visible.use_cases is None or visible.connectors is None:
+                return history
+            return history.filter(_among("use_case_id", visible.use_cases) | _among("connector_id", visible.connectors))
     return history.none()
 
 

@@ -107,3 +107,23 @@ def test_key_use_and_refusal_are_access_events(world):
     assert client.get("/api/v1/use-cases").status_code == 401
     refused = AccessEvent.objects.get(kind=AccessEvent.Kind.API_KEY_REFUSED)
     assert refused.user == world.integrator and "revoked" in refused.detail
+
+
+def test_granted_ids_agrees_with_restrict_for_every_user_and_key_limit(world):
+    from apps.connectors.models import Connector
+    from apps.core.permissions import granted_ids, restrict
+    from apps.policies.models import Policy
+    from apps.reviews.models import ReviewQueue
+    from apps.workflows.models import UseCase
+
+    checks = [(UseCase, "view_usecase"), (Policy, "view_policy"), (Connector, "view_connector")]
+    checks.append((ReviewQueue, "review_reviewqueue"))
+    for user in (world.admin, world.governance, world.reviewer, world.executive, world.integrator, world.outsider):
+        for limit in (None, frozenset({world.churn.pk})):
+            user.api_key_use_cases = limit
+            for model, codename in checks:
+                expected = sorted(restrict(model.objects.all(), user, codename).values_list("pk", flat=True))
+                found = granted_ids(model, user, codename)
+                assert (found if found is not None else sorted(model.objects.values_list("pk", flat=True))) == (
+                    expected
+                ), (user, limit, model)
