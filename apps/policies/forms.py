@@ -148,7 +148,8 @@ RULE_KEYS = (
 
 class BaseRuleFormSet(forms.BaseFormSet):
     def clean(self):
-        if any(self.errors):
+        # Without its management form the formset is invalid and has no ordered_forms (a 500 otherwise).
+        if any(self.errors) or not self.management_form.is_valid():
             return
         names = set()
         for form in self.rule_forms():

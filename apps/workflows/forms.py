@@ -74,10 +74,11 @@ class UseCaseSettingsForm(forms.ModelForm):
             "connector"
         )
         self.fields["policy"].queryset = restrict(Policy.objects.all(), user, "view_policy").order_by("name")
-        self.fields["review_queue"].queryset = ReviewQueue.objects.order_by("name")
+        queues = restrict(ReviewQueue.objects.all(), user, "view_reviewqueue")
+        self.fields["review_queue"].queryset = queues.order_by("name")
         self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
         # A choice already made stays selectable, so saving other fields never drops it silently.
-        for field in ("model_endpoint", "fallback_endpoint", "source_dataset", "policy"):
+        for field in ("model_endpoint", "fallback_endpoint", "source_dataset", "policy", "review_queue"):
             current = getattr(self.instance, f"{field}_id", None)
             if current:
                 model = self.fields[field].queryset.model

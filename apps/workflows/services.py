@@ -684,6 +684,9 @@ def _settings_errors(actor: Actor, use_case: UseCase, destinations) -> list[tupl
             errors.append((name, f"You may not use the connector {connector.name} in use cases."))
     if use_case.policy is not None and not has_object_permission(user, "view_policy", use_case.policy):
         errors.append(("policy", "No such policy, or you may not see it."))
+    # The queue's reviewers read every output sent to review: only a queue the officer may see is theirs to choose.
+    if use_case.review_queue is not None and not has_object_permission(user, "view_reviewqueue", use_case.review_queue):
+        errors.append(("review_queue", "No such review queue, or you may not see it."))
     if use_case.risk_tier in (UseCase.RiskTier.HIGH, UseCase.RiskTier.PROHIBITED) and not use_case.risk_reason.strip():
         errors.append(("risk_reason", "Say why the use case is in this risk tier."))
     if use_case.risk_tier == UseCase.RiskTier.PROHIBITED and use_case.status in UseCase.RUNNABLE_STATUSES:
@@ -708,9 +711,9 @@ def use_case_settings_update(
     *, actor: Actor, use_case: UseCase, values: dict, destinations=None, reason: str
 ) -> UseCase:
     """Change a use case's settings (SETTINGS_FIELDS, and its destinations when given). Needs change_usecase
-    and a reason, kept in history. Each connector it names must be one the actor may use, the policy one they
-    can see. A use case in production keeps all seven controls: a change that would fail one is refused (pause
-    it first). All or nothing."""
+    and a reason, kept in history. Each connector it names must be one the actor may use, the policy and the
+    review queue ones they can see. A use case in production keeps all seven controls: a change that would
+    fail one is refused (pause it first). All or nothing."""
     _require_change(actor, use_case)
     unknown = set(values) - set(SETTINGS_FIELDS)
     if unknown:
