@@ -1,7 +1,9 @@
 """Operational endpoints (liveness, readiness, metrics: public, as probes and scrapers carry no login) and home."""
 
+import hmac
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
@@ -60,6 +62,13 @@ def readyz(request):
 @never_cache
 @require_safe
 def metrics(request):
+    """Prometheus text. Its labels name every use case and its cost, so with DOORSTEP_METRICS_TOKEN set the
+    scraper must send it as a bearer token (compared in constant time)."""
+    token = settings.DOORSTEP_METRICS_TOKEN
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     body, content_type = render_metrics()
     return HttpResponse(body, content_type=content_type)
 

@@ -137,6 +137,7 @@ AXES_CLIENT_IP_CALLABLE = "apps.accounts.network.client_ip"
 AXES_DISABLE_ACCESS_LOG = True
 # Behind N reverse proxies the client address is the N-th from the right in X-Forwarded-For; 0 = REMOTE_ADDR.
 DOORSTEP_TRUSTED_PROXY_COUNT = env.int("DOORSTEP_TRUSTED_PROXY_COUNT", default=0)
+DOORSTEP_METRICS_TOKEN = env.str("DOORSTEP_METRICS_TOKEN", default="")
 # An authenticated session idle this long is logged out (seconds).
 DOORSTEP_SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=30 * 60)
 # TOTP second factor: any user may enrol; these roles must, when DOORSTEP_TOTP_REQUIRED is on.

@@ -46,3 +46,12 @@ def test_metrics_exposes_prometheus_text(client):
     text = response.content.decode()
     assert "# TYPE doorstep_review_verdicts_total counter" in text
     assert 'doorstep_review_verdicts_total{decision="approve"}' in text
+
+
+def test_metrics_can_require_a_bearer_token(client, settings, db):
+    settings.DOORSTEP_METRICS_TOKEN = "s3cret-scrape"
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    allowed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape")
+    assert allowed.status_code == 200 and allowed["Content-Type"].startswith("text/plain")
