@@ -16,6 +16,12 @@ counts once, from its first trigger in the range; an outcome counts when it occu
   means with a 95 % Welch interval (Welch–Satterthwaite degrees of freedom).
 
 Below MIN_SAMPLE subjects in either group a measure says "not enough data yet" instead of a number.
+
+The page reads the lift rows (reporting.LiftSubjectDay, kept by the rollup refresh): one aggregate query per
+use case gives each group's subjects, wins, and the count, sum and sum of squares of its cycle hours. The rows
+record whether a positive outcome of DEFAULT_POSITIVE_KINDS followed, so another set of positive kinds is
+computed live from recommendations, runs and outcomes (`lift_groups_live`), with the same result on the
+default set.
 """
 
 import datetime as dt
@@ -23,7 +29,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import F, Min
+from django.db.models import Count, F, Min, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from scipy import stats
@@ -31,7 +37,7 @@ from scipy import stats
 from apps.core.permissions import restrict
 from apps.workflows.models import Recommendation, Run, UseCase
 
-from .models import BusinessOutcome, DailyRollup
+from .models import BusinessOutcome, DailyRollup, LiftSubjectDay
 from .selectors import SECONDS_PER_HOUR, ZERO, fmt_money, fmt_num, fmt_rate
 
 MIN_SAMPLE = 30
@@ -54,6 +60,40 @@ class Estimate:
     high: float | None = None
     enough: bool = False
     explain: str = ""
+
+
+@dataclass
+class Sample:
+    """Count, mean and sample variance (None below two values) of one group's cycle hours."""
+
+    n: int
+    mean: float | None = None
+    variance: float | None = None
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Sample":
+        n = len(values)
+        mean = sum(values) / n if n else None
+        variance = sum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else None
+        return cls(n, mean, variance)
+
+    @classmethod
+    def of_sums(cls, n: int, total: float | None, squares: float | None) -> "Sample":
+        """From the count, sum and sum of squares (what an aggregate query gives on every backend)."""
+        mean = total / n if n else None
+        # Σx² − n·mean² loses digits only when the spread is tiny against the mean; never below zero.
+        variance = max(0.0, (squares - total * mean) / (n - 1)) if n > 1 else None
+        return cls(n, mean, variance)
+
+
+@dataclass
+class Group:
+    """What one group (treated or holdout) of a range shows: subjects, those with a positive outcome after
+    their trigger, and the cycle hours of those with any outcome after it."""
+
+    subjects: int
+    wins: int
+    cycles: Sample
 
 
 def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -104,6 +144,54 @@ def _outcomes(use_case: UseCase, subjects, since: dt.datetime) -> dict[str, list
     return found
 
 
+def lift_groups_live(*, use_case: UseCase, start: dt.date, end: dt.date, positive_kinds) -> dict[bool, Group]:
+    """Each group's measures ({False: treated, True: holdout}) computed from recommendations, runs and outcomes."""
+    treated, holdout = lift_groups(use_case=use_case, start=start, end=end)
+    outcomes = _outcomes(use_case, treated.keys() | holdout.keys(), since=_bounds(start, end)[0])
+    positive = set(positive_kinds)
+
+    def measure(group: dict) -> Group:
+        wins, cycles = 0, []
+        for subject, trigger in group.items():
+            after = sorted((at, kind) for at, kind in outcomes.get(subject, ()) if at >= trigger)
+            if not after:
+                continue
+            cycles.append((after[0][0] - trigger).total_seconds() / 3600)
+            if any(kind in positive for _, kind in after):
+                wins += 1
+        return Group(len(group), wins, Sample.of(cycles))
+
+    return {False: measure(treated), True: measure(holdout)}
+
+
+def lift_groups_rolled_up(*, use_case: UseCase, start: dt.date, end: dt.date) -> dict[bool, Group]:
+    """Each group's measures ({False: treated, True: holdout}, positive = DEFAULT_POSITIVE_KINDS) from the lift
+    rows: one aggregate query. A subject counts from its first row in the range, and not at all when it was
+    triggered in the other group inside the range too."""
+    rows = (
+        LiftSubjectDay.objects.filter(use_case=use_case, day__gte=start, day__lte=end)
+        .filter(
+            Q(previous_day=None) | Q(previous_day__lt=start),
+            Q(other_before=None) | Q(other_before__lt=start),
+            Q(other_after=None) | Q(other_after__gt=end),
+        )
+        .values("holdout")
+        .annotate(
+            subjects=Count("pk"),
+            wins=Count("pk", filter=Q(won=True)),
+            cycles=Count("cycle_hours"),
+            total=Sum("cycle_hours"),
+            squares=Sum(F("cycle_hours") * F("cycle_hours")),
+        )
+        .order_by()
+    )
+    groups = {False: Group(0, 0, Sample(0)), True: Group(0, 0, Sample(0))}
+    for row in rows:
+        cycles = Sample.of_sums(row["cycles"], row["total"], row["squares"])
+        groups[row["holdout"]] = Group(row["subjects"], row["wins"], cycles)
+    return groups
+
+
 def rate_difference(x1: int, n1: int, x0: int, n0: int, *, min_sample: int = MIN_SAMPLE) -> Estimate:
     """Treated x1/n1 against holdout x0/n0: p1 − p0 ± z·sqrt(p1(1−p1)/n1 + p0(1−p0)/n0)."""
     p1 = x1 / n1 if n1 else None
@@ -125,11 +213,10 @@ def rate_difference(x1: int, n1: int, x0: int, n0: int, *, min_sample: int = MIN
     return estimate
 
 
-def mean_difference(treated: list[float], holdout: list[float], *, min_sample: int = MIN_SAMPLE) -> Estimate:
+def mean_difference(treated: Sample, holdout: Sample, *, min_sample: int = MIN_SAMPLE) -> Estimate:
     """Welch: m1 − m0 ± t(0.975, ν)·sqrt(s1²/n1 + s0²/n0), ν by Welch–Satterthwaite."""
-    n1, n0 = len(treated), len(holdout)
-    m1 = sum(treated) / n1 if n1 else None
-    m0 = sum(holdout) / n0 if n0 else None
+    n1, n0 = treated.n, holdout.n
+    m1, m0 = treated.mean, holdout.mean
     estimate = Estimate(m1, m0, n1, n0)
     if n1 < min_sample or n0 < min_sample:
         estimate.explain = (
@@ -137,8 +224,7 @@ def mean_difference(treated: list[float], holdout: list[float], *, min_sample: i
             f"at least {min_sample} per group are needed"
         )
         return estimate
-    v1 = sum((x - m1) ** 2 for x in treated) / (n1 - 1) / n1
-    v0 = sum((x - m0) ** 2 for x in holdout) / (n0 - 1) / n0
+    v1, v0 = treated.variance / n1, holdout.variance / n0
     se = math.sqrt(v1 + v0)
     estimate.difference = m1 - m0
     if se == 0:
@@ -165,30 +251,22 @@ def use_case_lift(
     positive_kinds=DEFAULT_POSITIVE_KINDS,
     min_sample: int = MIN_SAMPLE,
 ) -> dict:
-    """Outcome-rate lift and cycle-time difference of one use case (no permission check: see lift_summary)."""
-    treated, holdout = lift_groups(use_case=use_case, start=start, end=end)
-    outcomes = _outcomes(use_case, treated.keys() | holdout.keys(), since=_bounds(start, end)[0])
+    """Outcome-rate lift and cycle-time difference of one use case (no permission check: see lift_summary):
+    from the lift rows for the default positive kinds, computed live for any other set."""
     positive = set(positive_kinds)
-
-    def measure(group: dict) -> tuple[int, list[float]]:
-        wins, cycles = 0, []
-        for subject, trigger in group.items():
-            after = sorted((at, kind) for at, kind in outcomes.get(subject, ()) if at >= trigger)
-            if not after:
-                continue
-            cycles.append((after[0][0] - trigger).total_seconds() / 3600)
-            if any(kind in positive for _, kind in after):
-                wins += 1
-        return wins, cycles
-
-    x1, cycles1 = measure(treated)
-    x0, cycles0 = measure(holdout)
+    if positive == set(DEFAULT_POSITIVE_KINDS):
+        groups = lift_groups_rolled_up(use_case=use_case, start=start, end=end)
+    else:
+        groups = lift_groups_live(use_case=use_case, start=start, end=end, positive_kinds=positive)
+    treated, holdout = groups[False], groups[True]
     return {
         "use_case": use_case,
         "positive_kinds": sorted(positive),
         "min_sample": min_sample,
-        "outcome_rate": rate_difference(x1, len(treated), x0, len(holdout), min_sample=min_sample),
-        "cycle_hours": mean_difference(cycles1, cycles0, min_sample=min_sample),
+        "outcome_rate": rate_difference(
+            treated.wins, treated.subjects, holdout.wins, holdout.subjects, min_sample=min_sample
+        ),
+        "cycle_hours": mean_difference(treated.cycles, holdout.cycles, min_sample=min_sample),
     }
 
 
@@ -198,11 +276,8 @@ def _positive_value(use_case: UseCase, start: dt.date, end: dt.date, positive_ki
     lower, upper = _bounds(start, end)
     values = BusinessOutcome.objects.filter(
         use_case=use_case, kind__in=list(positive_kinds), occurred_at__gte=lower, occurred_at__lt=upper
-    ).exclude(value=None)
-    total, count = ZERO, 0
-    for value in values.values_list("value", flat=True).iterator(chunk_size=5000):
-        total += value
-        count += 1
+    ).aggregate(total=Sum("value"), count=Count("value"))
+    total, count = values["total"], values["count"]
     if count:
         mean = total / count
         return mean, f"mean value of {fmt_num(count)} positive outcomes recorded in range = {fmt_money(mean)}"

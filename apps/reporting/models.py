@@ -81,6 +81,36 @@ class RejectionRollup(models.Model):
         return f"{self.reason} ×{self.count} on {self.day}"
 
 
+class LiftSubjectDay(models.Model):
+    """One subject's first trigger of one day in one group of a use case's control-group comparison
+    (reporting.lift), with what followed it: the hours to the first outcome at or after it (any kind) and
+    whether a positive outcome (lift.DEFAULT_POSITIVE_KINDS) came at or after it, however much later.
+
+    The three day pointers make the lift of a date range a sum over rows with conditions on the row alone:
+    a subject counts from its first row in the range (no `previous_day` inside it) and not at all when it was
+    triggered in the other group inside the range too (`other_before`/`other_after` inside it)."""
+
+    use_case = models.ForeignKey("workflows.UseCase", on_delete=models.CASCADE, related_name="+")
+    subject_key = models.CharField(max_length=120)
+    day = models.DateField()
+    holdout = models.BooleanField(help_text="Control group (a held-out run), else treated (a recommendation)")
+    triggered_at = models.DateTimeField(help_text="The first trigger of the day in this group")
+    cycle_hours = models.FloatField(null=True, help_text="Trigger to the first outcome at or after it; none yet")
+    won = models.BooleanField(default=False, help_text="A positive outcome at or after the trigger")
+    previous_day = models.DateField(null=True, help_text="The subject's latest earlier trigger day in this group")
+    other_before = models.DateField(null=True, help_text="Its latest trigger day up to this one in the other group")
+    other_after = models.DateField(null=True, help_text="Its earliest trigger day from this one in the other group")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["use_case", "subject_key", "day", "holdout"], name="lift_subject_day")
+        ]
+        indexes = [models.Index(fields=["use_case", "day"])]
+
+    def __str__(self):
+        return f"{self.subject_key} on {self.day} ({'holdout' if self.holdout else 'treated'})"
+
+
 class RollupWatermark(models.Model):
     """How far the incremental refresh has read one fact table (by primary key). `safe_id` trails `seen_id`
     by one run, so a row whose transaction committed after the run that saw higher ids is still read."""

@@ -1,28 +1,31 @@
 """Rollups: the only numbers the ROI view reads, recomputed exactly from the facts.
 
-A rollup row is a pure function of recommendations, review verdicts and lifecycle events, so recomputing
-any bucket is idempotent and safe to repeat. Two ways in: `rollup_rebuild` recomputes a whole day range
-(the command), `rollup_refresh` recomputes only the hours and days touched by facts written since its last
-run (Celery beat), found through a primary-key watermark per fact table.
+A rollup row is a pure function of recommendations, review verdicts and lifecycle events (and, for the lift
+rows, held-out runs and business outcomes), so recomputing any bucket is idempotent and safe to repeat. Two
+ways in: `rollup_rebuild` recomputes a whole day range (the command), `rollup_refresh` recomputes only the
+hours, days and subjects touched by facts written since its last run (Celery beat), found through a
+primary-key watermark per fact table.
 """
 
 import datetime as dt
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from decimal import Decimal
 from functools import reduce
 from operator import or_
 
 from django.db import transaction
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import TruncDate, TruncHour
+from django.db.models.functions import Coalesce, TruncDate, TruncHour
 from django.utils import timezone
 
 from apps.core import clock
 from apps.reviews.models import ReviewVerdict
-from apps.workflows.models import Recommendation, RecommendationEvent
+from apps.workflows.models import Recommendation, RecommendationEvent, Run
 
-from .models import DailyRollup, HourlyRollup, RejectionRollup, RollupWatermark
+from .lift import DEFAULT_POSITIVE_KINDS
+from .models import BusinessOutcome, DailyRollup, HourlyRollup, LiftSubjectDay, RejectionRollup, RollupWatermark
 
 # Lifecycle events counted per bucket, one per recommendation (a recommendation delivered to two
 # destinations, or shown twice, counts once in that hour and once on that day).
@@ -242,14 +245,168 @@ def _replace(day_windows: list[Window], hour_windows: list[Window]) -> int:
 
 
 def rollup_rebuild(*, start: dt.date, end: dt.date, use_case_ids=None) -> int:
-    """Replace the daily and hourly rollups and rejection counts of [start, end] (of the given use cases,
-    or all) with an exact recomputation. Returns the number of daily rows written. A system job: no
+    """Replace the daily and hourly rollups, rejection counts and lift rows of [start, end] (of the given use
+    cases, or all) with an exact recomputation; the lift rows of the same subjects on other days get their
+    outcomes and day pointers recomputed too. Returns the number of daily rows written. A system job: no
     permission check."""
     if end < start:
         raise ValueError("end is before start")
     lower, upper = _bounds(start, end)
     windows = [(lower, upper, None if use_case_ids is None else frozenset(use_case_ids))]
-    return _replace(windows, windows)
+    written = _replace(windows, windows)
+    _lift_rebuild(windows)
+    return written
+
+
+# -- the lift rows -----------------------------------------------------------------------------------
+
+SUBJECT_CHUNK = 2000  # subject keys (or row ids) per IN list
+# What a lift row holds besides its key (use case, subject, day, holdout), in the order compared.
+LIFT_FIGURES = ("triggered_at", "cycle_hours", "won", "previous_day", "other_before", "other_after")
+TREATED_TRIGGER = Coalesce(F("run__created_at"), F("created_at"))  # the run's request, else the output's creation
+
+
+def _subject_filters(subjects: set[tuple[int, str]]):
+    """Conditions for up to SUBJECT_CHUNK (use case, subject) pairs each: index ranges of (use case, subject)."""
+    ordered = sorted(subjects)
+    for n in range(0, len(ordered), SUBJECT_CHUNK):
+        by_use_case: dict[int, list[str]] = defaultdict(list)
+        for use_case_id, subject_key in ordered[n : n + SUBJECT_CHUNK]:
+            by_use_case[use_case_id].append(subject_key)
+        yield reduce(or_, (Q(use_case_id=u, subject_key__in=keys) for u, keys in by_use_case.items()))
+
+
+def _first_triggers(treated, held_out) -> dict[tuple, dt.datetime]:
+    """The first trigger of each (use case, subject, day, holdout) among the recommendations `treated` and the
+    runs `held_out` (querysets, narrowed by the caller)."""
+    triggers: dict[tuple, dt.datetime] = {}
+    for holdout, rows in (
+        (False, treated.annotate(triggered=TREATED_TRIGGER)),
+        (True, held_out.filter(status=Run.Status.HELD_OUT).annotate(triggered=F("created_at"))),
+    ):
+        grouped = (
+            rows.annotate(day=TruncDate("triggered"))
+            .values_list("use_case_id", "subject_key", "day")
+            .annotate(first=Min("triggered"))
+            .order_by()
+        )
+        for use_case_id, subject_key, day, first in grouped:
+            triggers[(use_case_id, subject_key, _as_date(day), holdout)] = first
+    return triggers
+
+
+def _lift_outcomes(subjects: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[list, dt.datetime | None]]:
+    """Per (use case, subject): the times of its outcomes in order, and the time of its latest positive one."""
+    times: dict[tuple[int, str], list] = defaultdict(list)
+    latest_win: dict[tuple[int, str], dt.datetime] = {}
+    positive = set(DEFAULT_POSITIVE_KINDS)
+    for condition in _subject_filters(subjects):
+        rows = BusinessOutcome.objects.filter(condition).values_list(
+            "use_case_id", "subject_key", "occurred_at", "kind"
+        )
+        for use_case_id, subject_key, occurred_at, kind in rows:
+            key = (use_case_id, subject_key)
+            times[key].append(occurred_at)
+            if kind in positive and (key not in latest_win or occurred_at > latest_win[key]):
+                latest_win[key] = occurred_at
+    return {key: (sorted(found), latest_win.get(key)) for key, found in times.items()}
+
+
+def _lift_figures(triggers: dict[tuple, dt.datetime], outcomes: dict):
+    """(key, figures in LIFT_FIGURES order) of every row of whole subjects (each of their trigger days in
+    `triggers`): what followed the trigger, and the day pointers between the subject's rows."""
+    days: dict[tuple[int, str], dict[bool, list]] = defaultdict(lambda: {False: [], True: []})
+    for use_case_id, subject_key, day, holdout in triggers:
+        days[(use_case_id, subject_key)][holdout].append(day)
+    for groups in days.values():
+        groups[False].sort()
+        groups[True].sort()
+    for key, triggered_at in triggers.items():
+        use_case_id, subject_key, day, holdout = key
+        own, other = days[(use_case_id, subject_key)][holdout], days[(use_case_id, subject_key)][not holdout]
+        mine, before, after = bisect_left(own, day), bisect_right(other, day), bisect_left(other, day)
+        times, latest_win = outcomes.get((use_case_id, subject_key), ((), None))
+        first = bisect_left(times, triggered_at)
+        yield (
+            key,
+            (
+                triggered_at,
+                (times[first] - triggered_at).total_seconds() / 3600 if first < len(times) else None,
+                latest_win is not None and latest_win >= triggered_at,
+                own[mine - 1] if mine else None,
+                other[before - 1] if before else None,
+                other[after] if after < len(other) else None,
+            ),
+        )
+
+
+def _days_within(windows: list[Window]) -> Q:
+    """Rows whose day lies in one of the day-aligned windows, for that window's use cases."""
+
+    def one(window: Window) -> Q:
+        lower, upper, use_case_ids = window
+        q = Q(day__gte=timezone.localdate(lower), day__lt=timezone.localdate(upper))
+        return q if use_case_ids is None else q & Q(use_case_id__in=sorted(use_case_ids))
+
+    return reduce(or_, (one(window) for window in windows))
+
+
+def _in_windows(use_case_id: int, day: dt.date, windows: list[Window]) -> bool:
+    return any(
+        timezone.localdate(lower) <= day < timezone.localdate(upper) and (ids is None or use_case_id in ids)
+        for lower, upper, ids in windows
+    )
+
+
+def _lift_update(*, subjects: set[tuple[int, str]], triggers: dict[tuple, dt.datetime], windows: list[Window]) -> int:
+    """Recompute every lift row of `subjects` ((use case, subject) pairs): their trigger days are `triggers`
+    (first triggers from the facts), the stored rows' inside `windows` replaced by them, elsewhere merged with
+    them (the earlier trigger wins: facts are only added). Then what followed each trigger and the day pointers
+    from their outcomes and rows. Only rows that differ are written, in one transaction. Returns how many."""
+    stored: dict[tuple, tuple] = {}
+    for condition in _subject_filters(subjects):
+        rows = LiftSubjectDay.objects.filter(condition).values_list(
+            "pk", "use_case_id", "subject_key", "day", "holdout", *LIFT_FIGURES
+        )
+        for pk, use_case_id, subject_key, day, holdout, *figures in rows:
+            key = (use_case_id, subject_key, day, holdout)
+            stored[key] = (pk, tuple(figures))
+            if not _in_windows(use_case_id, day, windows):
+                triggers[key] = min(triggers.get(key, figures[0]), figures[0])
+    fresh, replaced = [], []
+    for key, figures in _lift_figures(triggers, _lift_outcomes(subjects)):
+        pk, before = stored.get(key, (None, None))
+        if figures != before:
+            use_case_id, subject_key, day, holdout = key
+            values = dict(zip(LIFT_FIGURES, figures, strict=True))
+            fresh.append(
+                LiftSubjectDay(use_case_id=use_case_id, subject_key=subject_key, day=day, holdout=holdout, **values)
+            )
+            if pk is not None:
+                replaced.append(pk)
+    stale = replaced + [pk for key, (pk, _) in stored.items() if key not in triggers]
+    with transaction.atomic():
+        for n in range(0, len(stale), SUBJECT_CHUNK):
+            LiftSubjectDay.objects.filter(pk__in=stale[n : n + SUBJECT_CHUNK]).delete()
+        LiftSubjectDay.objects.bulk_create(fresh, batch_size=1000)
+    return len(fresh) + len(stale) - len(replaced)
+
+
+def _lift_rebuild(windows: list[Window]) -> int:
+    """The lift rows inside the day windows recomputed from the facts, and every other row of the subjects
+    concerned (triggered there now, or stored there before) brought in line: outcomes and day pointers."""
+    lowest = min(lower for lower, _, _ in windows)
+    triggers = _first_triggers(
+        # A run is requested before its recommendation exists: created_at >= lowest keeps the read an index range.
+        Recommendation.objects.annotate(triggered=TREATED_TRIGGER).filter(
+            _within(windows, "triggered", "use_case_id"), created_at__gte=lowest
+        ),
+        Run.objects.filter(_within(windows, "created_at", "use_case_id")),
+    )
+    stored_there = LiftSubjectDay.objects.filter(_days_within(windows))
+    subjects = {(use_case_id, subject_key) for use_case_id, subject_key, _, _ in triggers}
+    subjects |= set(stored_there.values_list("use_case_id", "subject_key").distinct().order_by())
+    return _lift_update(subjects=subjects, triggers=triggers, windows=windows)
 
 
 # -- incremental refresh -----------------------------------------------------------------------------
@@ -303,32 +460,58 @@ def _windows(touched: set[tuple]) -> tuple[list[Window], list[Window]]:
     return _merged(days), _merged(hours)
 
 
+# The fact tables read by watermark: those above, and those only the lift rows read (a new run of any status
+# touches its day, as run_execute may turn a run held out soon after it was requested).
+WATERMARKED = {**{source: model for source, (model, _, _) in SOURCES.items()}, "run": Run, "outcome": BusinessOutcome}
+
+
+def _lift_refresh(new: dict[str, tuple[int, int]]) -> int:
+    """Bring the lift rows in line with new recommendations, runs and outcomes: the first triggers among the
+    new facts merged into their subjects' rows, and every row of a subject with a new outcome recomputed (an
+    outcome, even a late or backdated one, may follow any earlier trigger of its subject)."""
+
+    def new_rows(source: str, model):
+        after, through = new.get(source, (0, 0))
+        return model.objects.filter(pk__gt=after, pk__lte=through)
+
+    triggers = _first_triggers(new_rows("recommendation", Recommendation), new_rows("run", Run))
+    subjects = {(use_case_id, subject_key) for use_case_id, subject_key, _, _ in triggers}
+    if "outcome" in new:
+        outcomes = new_rows("outcome", BusinessOutcome).values_list("use_case_id", "subject_key")
+        subjects |= set(outcomes.distinct().order_by())
+    return _lift_update(subjects=subjects, triggers=triggers, windows=[]) if subjects else 0
+
+
 def rollup_refresh() -> int:
     """Recompute only the rollups that facts written since the last refresh touch (daily rows and rejection
-    counts of those days, hourly rows of those hours), then move the watermarks. Returns the number of
-    (use case, hour) buckets touched. Idempotent; concurrent refreshes queue on the watermark rows (on
-    PostgreSQL). A system job: no permission check."""
+    counts of those days, hourly rows of those hours, lift rows of the subjects triggered on those days or
+    with new outcomes), then move the watermarks. Returns the number of (use case, hour) buckets touched.
+    Idempotent; concurrent refreshes queue on the watermark rows (on PostgreSQL). A system job: no
+    permission check."""
     with transaction.atomic():
         marks = {
             mark.source: mark
-            for mark in RollupWatermark.objects.select_for_update().filter(source__in=list(SOURCES)).order_by("source")
+            for mark in RollupWatermark.objects.select_for_update()
+            .filter(source__in=list(WATERMARKED))
+            .order_by("source")
         }
-        for source in SOURCES:
+        for source in WATERMARKED:
             if source not in marks:
                 marks[source], _ = RollupWatermark.objects.get_or_create(source=source)
+        highest = {source: model.objects.aggregate(top=Max("pk"))["top"] or 0 for source, model in WATERMARKED.items()}
+        new = {source: (marks[source].safe_id, top) for source, top in highest.items() if top > marks[source].safe_id}
         touched: set[tuple] = set()
-        highest = {}
         for source, (model, use_case_path, time_paths) in SOURCES.items():
-            mark = marks[source]
-            highest[source] = model.objects.aggregate(top=Max("pk"))["top"] or 0
-            if highest[source] > mark.safe_id:
-                touched |= _touched_hours(model, use_case_path, time_paths, after=mark.safe_id, through=highest[source])
+            if source in new:
+                after, through = new[source]
+                touched |= _touched_hours(model, use_case_path, time_paths, after=after, through=through)
         if touched:
             _replace(*_windows(touched))
+        _lift_refresh(new)
         now = clock.now()
         for source, mark in marks.items():
             # Next time, read again from what this run's predecessor saw: a row with a lower id whose
             # transaction was still open then is picked up by this overlap.
             mark.safe_id, mark.seen_id, mark.updated_at = mark.seen_id, highest[source], now
-            mark.save(update_fields=["safe_id", "seen_id", "updated_at"])
+        RollupWatermark.objects.bulk_update(list(marks.values()), ["safe_id", "seen_id", "updated_at"])
     return len(touched)

@@ -1,5 +1,5 @@
-"""The incremental refresh (Celery beat) keeps the rollups equal to an exact recomputation, reading only
-the facts written since its last run."""
+"""The incremental refresh (Celery beat) keeps the rollups (and the lift rows) equal to an exact recomputation,
+reading only the facts written since its last run."""
 
 import datetime as dt
 from decimal import Decimal
@@ -10,12 +10,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.core.actors import Actor
-from apps.reporting.models import DailyRollup, HourlyRollup, RejectionRollup, RollupWatermark
+from apps.reporting.lift import DEFAULT_POSITIVE_KINDS, lift_groups_live, lift_groups_rolled_up
+from apps.reporting.models import (
+    BusinessOutcome,
+    DailyRollup,
+    HourlyRollup,
+    LiftSubjectDay,
+    RejectionRollup,
+    RollupWatermark,
+)
 from apps.reporting.services import rollup_rebuild, rollup_refresh
 from apps.reporting.tasks import rollup_refresh_task
 from apps.reviews.models import ReviewTask, ReviewVerdict
 from apps.workflows.events import event_append
-from apps.workflows.models import Recommendation, RecommendationEvent
+from apps.workflows.models import Recommendation, RecommendationEvent, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +31,7 @@ T = RecommendationEvent.Type
 DAY0 = dt.date(2025, 3, 1)
 START = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 SPAN_DAYS = 4
+SUBJECTS = 6  # few subjects, so they are triggered again, in both groups, and get several outcomes
 FIGURES = (
     "recommendations",
     "reviewed",
@@ -54,6 +63,21 @@ def snapshot() -> dict:
         "daily": rows(DailyRollup, "day"),
         "hourly": rows(HourlyRollup, "hour"),
         "rejections": set(RejectionRollup.objects.values_list("use_case_id", "day", "source", "reason", "count")),
+        "lift": {
+            (*key, None if hours is None else round(hours, 6))
+            for *key, hours in LiftSubjectDay.objects.values_list(
+                "use_case_id",
+                "subject_key",
+                "day",
+                "holdout",
+                "triggered_at",
+                "won",
+                "previous_day",
+                "other_before",
+                "other_after",
+                "cycle_hours",
+            )
+        },
     }
 
 
@@ -68,7 +92,22 @@ steps = st.one_of(
         st.just("user_rejects"), st.integers(0, 50), moments, st.sampled_from(["", "Too late", "Wrong customer"])
     ),
     st.tuples(st.just("refresh"), st.none(), st.none(), st.none()),
+    # The lift rows: held-out runs, and outcomes arriving in any order, backdated or long after the trigger.
+    st.tuples(st.just("held_out"), st.booleans(), moments, st.integers(0, SUBJECTS - 1)),
+    st.tuples(
+        st.just("outcome"),
+        st.booleans(),
+        st.integers(-86_400, (SPAN_DAYS + 2) * 86_400),
+        st.tuples(st.integers(0, SUBJECTS - 1), st.sampled_from(["renewal_won", "renewal_lost", "ticket_resolved"])),
+    ),
 )
+
+
+LIFT_RANGES = [
+    (DAY0, DAY0 + dt.timedelta(days=SPAN_DAYS)),
+    (DAY0 + dt.timedelta(days=1), DAY0 + dt.timedelta(days=1)),
+    (DAY0 + dt.timedelta(days=1), DAY0 + dt.timedelta(days=2)),
+]
 
 
 def play(world, stream) -> None:
@@ -78,11 +117,41 @@ def play(world, stream) -> None:
         if kind == "refresh":
             rollup_refresh()
             continue
+        if kind == "held_out":
+            Run.objects.create(
+                use_case=world.churn if a else world.replies,
+                subject_key=f"S-{c}",
+                trigger="api",
+                status=Run.Status.HELD_OUT,
+                created_at=START + dt.timedelta(seconds=b),
+            )
+            continue
+        if kind == "outcome":
+            subject, outcome = c
+            BusinessOutcome.objects.create(
+                use_case=world.churn if a else world.replies,
+                subject_key=f"S-{subject}",
+                kind=outcome,
+                occurred_at=START + dt.timedelta(seconds=b),
+                external_id=f"E-{BusinessOutcome.objects.count()}",
+            )
+            continue
         if kind == "recommend":
             created = START + dt.timedelta(seconds=b)
+            # One in three comes from a run requested two hours earlier (its trigger, maybe the day before).
+            run = None
+            if b % 3 == 0:
+                run = Run.objects.create(
+                    use_case=world.churn if a else world.replies,
+                    subject_key=f"S-{len(recs) % SUBJECTS}",
+                    trigger="api",
+                    status=Run.Status.SUCCEEDED,
+                    created_at=created - dt.timedelta(hours=2),
+                )
             rec = Recommendation.objects.create(
                 use_case=world.churn if a else world.replies,
-                subject_key=f"S-{len(recs)}",
+                run=run,
+                subject_key=f"S-{len(recs) % SUBJECTS}",
                 content={"text": "x"},
                 cost=Decimal(b % 997) / Decimal("10000"),
                 status="blocked" if c == "blocked" else "received",
@@ -137,6 +206,19 @@ def test_incremental_rollups_equal_a_raw_recomputation(world, stream):
         rollup_refresh()
         incremental = snapshot()
 
+        # The page's lift from the incremental rows equals the live computation over the raw facts.
+        for start, end in LIFT_RANGES:
+            for use_case in (world.churn, world.replies):
+                rolled = lift_groups_rolled_up(use_case=use_case, start=start, end=end)
+                live = lift_groups_live(use_case=use_case, start=start, end=end, positive_kinds=DEFAULT_POSITIVE_KINDS)
+                for group in (False, True):
+                    assert (rolled[group].subjects, rolled[group].wins, rolled[group].cycles.n) == (
+                        live[group].subjects,
+                        live[group].wins,
+                        live[group].cycles.n,
+                    )
+                    assert rolled[group].cycles.mean == pytest.approx(live[group].cycles.mean)
+
         rollup_rebuild(start=DAY0 - dt.timedelta(days=1), end=DAY0 + dt.timedelta(days=SPAN_DAYS + 3))
 
         assert snapshot() == incremental
@@ -189,3 +271,50 @@ def test_refresh_counts_rejection_reasons(world):
         ("feedback", "(no reason given)", 1),
         ("feedback", "x" * 80, 1),
     }
+
+
+def test_refresh_keeps_the_lift_rows_through_late_and_out_of_order_facts(world):
+    def row(holdout=False):
+        return LiftSubjectDay.objects.get(use_case=world.churn, subject_key="S", holdout=holdout)
+
+    def outcome(kind, at):
+        BusinessOutcome.objects.create(
+            use_case=world.churn, subject_key="S", kind=kind, occurred_at=at, external_id=f"{kind}-{at}"
+        )
+        rollup_refresh()
+
+    ten = START + dt.timedelta(hours=10)
+    Recommendation.objects.create(use_case=world.churn, subject_key="S", content={}, created_at=ten)
+    rollup_refresh()
+    assert (row().triggered_at, row().cycle_hours, row().won) == (ten, None, False)
+
+    outcome("renewal_won", ten + dt.timedelta(hours=2))
+    assert (row().cycle_hours, row().won) == (2.0, True)
+
+    # A recommendation of the same day written later with an earlier time: the day's first trigger moves back.
+    Recommendation.objects.create(
+        use_case=world.churn, subject_key="S", content={}, created_at=ten - dt.timedelta(hours=2)
+    )
+    rollup_refresh()
+    assert (row().triggered_at, row().cycle_hours) == (ten - dt.timedelta(hours=2), 4.0)
+
+    # A lost renewal reported late, backdated before the win: it is now the first outcome; the win still counts.
+    outcome("renewal_lost", ten - dt.timedelta(hours=1))
+    assert (row().cycle_hours, row().won) == (1.0, True)
+
+    # Held out the next day: both rows point at each other's day.
+    Run.objects.create(
+        use_case=world.churn,
+        subject_key="S",
+        trigger="api",
+        status=Run.Status.HELD_OUT,
+        created_at=ten + dt.timedelta(days=1),
+    )
+    rollup_refresh()
+    assert (row().other_before, row().other_after) == (None, DAY0 + dt.timedelta(days=1))
+    assert (row(holdout=True).other_before, row(holdout=True).cycle_hours) == (DAY0, None)
+
+    refreshed = snapshot()["lift"]
+    rollup_refresh()  # nothing new: the same rows
+    rollup_rebuild(start=DAY0, end=DAY0 + dt.timedelta(days=1))
+    assert snapshot()["lift"] == refreshed

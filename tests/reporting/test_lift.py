@@ -10,8 +10,18 @@ from decimal import Decimal
 import pytest
 from scipy import stats
 
-from apps.reporting.lift import lift_summary, use_case_lift, use_case_net_value
+from apps.reporting.lift import (
+    DEFAULT_POSITIVE_KINDS,
+    lift_groups_live,
+    lift_groups_rolled_up,
+    lift_summary,
+    mean_difference,
+    rate_difference,
+    use_case_lift,
+    use_case_net_value,
+)
 from apps.reporting.models import BusinessOutcome, DailyRollup
+from apps.reporting.services import rollup_refresh
 from apps.workflows.models import Recommendation, Run, UseCase
 
 START, END = dt.date(2026, 1, 5), dt.date(2026, 1, 25)
@@ -73,6 +83,7 @@ def _dataset(use_case, *, treated=40, treated_wins=26, holdout=34, holdout_wins=
         use_case=use_case, subject_key="LATE", content={}, created_at=T0 + dt.timedelta(days=30)
     )
     BusinessOutcome.objects.bulk_create(outcomes)
+    rollup_refresh()  # what Celery beat runs: the page reads the lift rows it keeps
     return cycles
 
 
@@ -129,6 +140,7 @@ def test_positive_kinds_are_chosen_per_call(world, use_case):
 
 def test_net_value_adds_measured_parts_each_with_its_formula(world, use_case):
     _dataset(use_case)
+    DailyRollup.objects.all().delete()  # the daily figures are set by hand here
     DailyRollup.objects.create(
         use_case=use_case, day=dt.date(2026, 1, 10), accepted=30, review_seconds=5400.0, model_cost=Decimal("12.5")
     )
@@ -174,3 +186,55 @@ def test_the_roi_page_shows_the_lift_with_its_formulas(client, world, use_case, 
     assert "40 / 34" in body and "outcome rate lift = 65.0% treated (26/40)" in body
     client.force_login(outsider)
     assert 'data-lift-row="renewals"' not in client.get("/roi/").content.decode()
+
+
+def _messy(use_case):
+    """Subjects the pointers must get right: triggered on several days (before and inside the range), in both
+    groups on different days, with outcomes before, between and long after their triggers."""
+    day = dt.timedelta(days=1)
+    for i in range(12):
+        subject = f"M-{i}"
+        for n in range(i % 4):  # 0 to 3 recommendations, two days apart, the first possibly before START
+            at = T0 + (2 * n - 6) * day + dt.timedelta(hours=i)
+            Recommendation.objects.create(use_case=use_case, subject_key=subject, content={}, created_at=at)
+        if i % 3 == 0:  # also held out once: inside the range for some, before it for others
+            at = T0 + (i - 8) * day
+            Run.objects.create(use_case=use_case, subject_key=subject, trigger="api", status="held_out", created_at=at)
+        kinds = ["renewal_lost", "renewal_won", "ticket_resolved"]
+        BusinessOutcome.objects.bulk_create(
+            _outcome(use_case, subject, kinds[(i + k) % 3], T0 + (k * 5 - 4 + i % 2) * day) for k in range(i % 3 + 1)
+        )
+
+
+def test_the_lift_from_the_rollup_is_the_live_computation(world, use_case, django_assert_num_queries):
+    _dataset(use_case)
+    _messy(use_case)
+    rollup_refresh()
+    # An outcome that arrives late, backdated before outcomes already counted.
+    BusinessOutcome.objects.bulk_create([_outcome(use_case, "T-39", "deal_won", T0 + dt.timedelta(hours=40))])
+    rollup_refresh()
+
+    ranges = [(START, END), (dt.date(2026, 1, 8), dt.date(2026, 1, 11)), (dt.date(2026, 1, 11), dt.date(2026, 2, 20))]
+    for start, end in ranges:
+        live = lift_groups_live(use_case=use_case, start=start, end=end, positive_kinds=DEFAULT_POSITIVE_KINDS)
+        with django_assert_num_queries(1):  # one aggregate over the lift rows, whatever the number of subjects
+            shown = use_case_lift(use_case=use_case, start=start, end=end, min_sample=5)
+        for group in (False, True):
+            rolled = lift_groups_rolled_up(use_case=use_case, start=start, end=end)[group]
+            assert (rolled.subjects, rolled.wins, rolled.cycles.n) == (
+                live[group].subjects,
+                live[group].wins,
+                live[group].cycles.n,
+            )
+        reference_rate = rate_difference(
+            live[False].wins, live[False].subjects, live[True].wins, live[True].subjects, min_sample=5
+        )
+        reference_cycle = mean_difference(live[False].cycles, live[True].cycles, min_sample=5)
+        assert shown["outcome_rate"] == reference_rate
+        assert shown["cycle_hours"].explain == reference_cycle.explain
+        assert shown["cycle_hours"].difference == pytest.approx(reference_cycle.difference)
+        assert shown["cycle_hours"].low == pytest.approx(reference_cycle.low)
+    # The whole range exercises both groups and the subjects left out: M-2, 7, 10, 11 treated (M-3 and M-6 are
+    # held out in the range too), M-9 held out.
+    whole = lift_groups_live(use_case=use_case, start=START, end=END, positive_kinds=DEFAULT_POSITIVE_KINDS)
+    assert (whole[False].subjects, whole[True].subjects) == (40 + 4, 34 + 1)
