@@ -100,6 +100,13 @@ class ReviewTask(models.Model):
             ),
             models.Index(fields=["queue", "created_at", "id"], condition=PENDING, name="reviewtask_pending_age"),
             models.Index(fields=["queue", "due_at", "id"], condition=PENDING, name="reviewtask_pending_due"),
+            # A reviewer's live claims (claim-next returns their own first): claimed_by alone would walk every
+            # item they ever decided.
+            models.Index(
+                fields=["claimed_by", "queue"],
+                condition=models.Q(status__in=["claimed", "escalated", "adjudication"]),
+                name="reviewtask_held",
+            ),
         ]
 
     def __str__(self):

@@ -1,5 +1,8 @@
+import weakref
 from datetime import datetime
+from typing import NamedTuple
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import BooleanField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
@@ -7,7 +10,13 @@ from django.db.models.expressions import RawSQL
 from apps.core import clock
 from apps.core.permissions import key_use_cases, restrict
 
-from .models import ReviewQueue, ReviewTask, ReviewVerdict
+from .models import (
+    ReviewQueue,
+    ReviewQueueGroupObjectPermission,
+    ReviewQueueUserObjectPermission,
+    ReviewTask,
+    ReviewVerdict,
+)
 
 # Queue counters stop counting here: the page says "1,000+" rather than counting a million rows (PITFALLS #4).
 COUNT_CAP = 1_000
@@ -34,11 +43,6 @@ def queue_list(*, user) -> QuerySet[ReviewQueue]:
         overdue_count=_pending_count(" AND t.due_at < %s", [clock.now()]),
         oldest_pending=Subquery(oldest.values("created_at")[:1]),
     )
-
-
-def queue_get(*, user, pk: int) -> ReviewQueue:
-    """One queue the user may review, without counters (they count the queue's tasks); DoesNotExist otherwise."""
-    return restrict(ReviewQueue.objects.all(), user, "review_reviewqueue").get(pk=pk)
 
 
 def task_list(*, user, queue: ReviewQueue | None = None, status: str | None = None) -> QuerySet[ReviewTask]:
@@ -88,6 +92,85 @@ def lead_claimable(now: datetime) -> Q:
 def held_statuses(*, lead: bool) -> tuple[str, ...]:
     """The statuses in which a task can be held by someone: claimed, and for leads the lead statuses."""
     return (ReviewTask.Status.CLAIMED, *ReviewTask.LEAD_STATUSES) if lead else (ReviewTask.Status.CLAIMED,)
+
+
+class PreparedQuery:
+    """A statement PostgreSQL plans once per database session (PREPARE, then EXECUTE): planning a query on the
+    task table (ten indexes, five of them partial) costs several times running it, and claim-next runs on every
+    "next" click. A plain query elsewhere, and where the database sets DISABLE_SERVER_SIDE_CURSORS (Django's
+    switch for a pooler in transaction mode, where a session's prepared statements are not there next time).
+    `sql` names its parameters %(name)s; `params` orders them."""
+
+    _sessions: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, name: str, sql: str, params: tuple[str, ...]):
+        self.name, self.sql, self.params = name, sql, params
+        self._prepare = f"PREPARE {name} AS " + sql % {param: f"${i}" for i, param in enumerate(params, 1)}
+        self._execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
+
+    def execute(self, cursor, values: dict) -> None:
+        if connection.vendor != "postgresql" or connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+            cursor.execute(self.sql, values)
+            return
+        prepared = self._sessions.setdefault(connection.connection, set())  # a new session prepares anew
+        if self.name not in prepared:
+            cursor.execute(self._prepare)
+            prepared.add(self.name)
+        cursor.execute(self._execute, [values[param] for param in self.params])
+
+
+class ClaimStanding(NamedTuple):
+    reviews: bool  # review_reviewqueue on the queue
+    leads: bool  # lead_reviewqueue on the queue
+    own_claim_id: int | None  # the user's first live claim in the queue, in queue order
+
+
+def _claim_standing_sql() -> str:
+    """The grants (the rule of apps.core.permissions.has_object_permission: held by the user or one of their
+    groups, or a superuser) and the own live claim, whose lead items count only for a lead. Portable SQL."""
+    groups, users = ReviewQueueGroupObjectPermission._meta.db_table, ReviewQueueUserObjectPermission._meta.db_table
+    membership = get_user_model().groups.through._meta.db_table
+    tasks = ReviewTask._meta.db_table
+    claimed, escalated, adjudication = (
+        ReviewTask.Status.CLAIMED,
+        ReviewTask.Status.ESCALATED,
+        ReviewTask.Status.ADJUDICATION,
+    )
+    return (
+        "WITH grants AS (SELECT "
+        "COALESCE(MAX(CASE WHEN p.codename = 'review_reviewqueue' THEN 1 END), 0) AS reviews, "
+        "COALESCE(MAX(CASE WHEN p.codename = 'lead_reviewqueue' THEN 1 END), 0) AS leads "
+        "FROM auth_permission p WHERE p.codename IN ('review_reviewqueue', 'lead_reviewqueue') AND (%(superuser)s "
+        f"OR p.id IN (SELECT g.permission_id FROM {groups} g JOIN {membership} m ON m.group_id = g.group_id "
+        "WHERE g.content_object_id = %(queue)s AND m.user_id = %(user)s) "
+        f"OR p.id IN (SELECT u.permission_id FROM {users} u "
+        "WHERE u.content_object_id = %(queue)s AND u.user_id = %(user)s))) "
+        # The status list spelled out, so the small reviewtask_held index serves the claimed_by lookup.
+        f"SELECT reviews, leads, (SELECT id FROM {tasks} WHERE queue_id = %(queue)s AND claimed_by_id = %(user)s "
+        f"AND status IN ('{claimed}', '{escalated}', '{adjudication}') AND lease_expires_at >= %(now)s "
+        f"AND (status = '{claimed}' OR leads = 1) "
+        "ORDER BY priority DESC, created_at, id LIMIT 1) FROM grants"
+    )
+
+
+_CLAIM_STANDING = PreparedQuery("reviews_claim_standing", _claim_standing_sql(), ("superuser", "queue", "user", "now"))
+
+
+def claim_standing(*, user, queue: ReviewQueue, now: datetime) -> ClaimStanding:
+    """What claim-next needs to know before it picks, in one query: the user's grants on the queue and their
+    own live claim there (a held lead item counts only for a lead, see held_statuses)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return ClaimStanding(False, False, None)
+    params = {
+        "superuser": user.is_superuser,
+        "queue": queue.pk,
+        "user": user.pk,
+        "now": connection.ops.adapt_datetimefield_value(now),
+    }
+    with connection.cursor() as cursor:
+        _CLAIM_STANDING.execute(cursor, params)
+        reviews, leads, own_claim_id = cursor.fetchone()
+    return ClaimStanding(bool(reviews), bool(leads), own_claim_id)
 
 
 def lease_active(task: ReviewTask, now: datetime) -> bool:

@@ -14,12 +14,12 @@ from apps.core.exceptions import Conflict, PermissionDenied, ServiceError
 from apps.core.permissions import has_object_permission
 from apps.workflows import services as workflow_services
 from apps.workflows.events import event_append
-from apps.workflows.models import RecommendationEvent, UseCase
+from apps.workflows.models import Recommendation, RecommendationEvent, UseCase
 
 from . import escalation
 from .approvals import approval_resolve_from_review
 from .models import ReviewQueue, ReviewTask, ReviewVerdict
-from .selectors import claimable, held_statuses, lead_claimable, lease_active
+from .selectors import PreparedQuery, claim_standing, claimable, held_statuses, lead_claimable, lease_active
 
 
 def _claim_permission(actor: Actor, queue: ReviewQueue, status: str) -> bool:
@@ -78,26 +78,96 @@ def review_task_release(*, actor: Actor, task: ReviewTask) -> None:
     )
 
 
+# What claim-next returns of the task: all but the rules that sent it here (JSON, read when the item is shown).
+_CLAIM_FIELDS = [field for field in ReviewTask._meta.concrete_fields if field.name != "reasons"]
+
+
+def _claim_next_sql(*, lead: bool) -> str:
+    """PostgreSQL: pick and claim in one statement. Each kind of item (lead items for a lead, expired leases,
+    open items) is its own `SELECT … LIMIT 1 FOR UPDATE SKIP LOCKED`, an ordered walk of an index (an OR of
+    them would sort every open row of the queue); COALESCE runs the next one only when the one before found
+    nothing. The recommendation is locked in the same statement, as its event chain needs (event_append)."""
+    tasks, verdicts = ReviewTask._meta.db_table, ReviewVerdict._meta.db_table
+    # Statuses are spelled out rather than parameters, so the prepared plan still knows which index serves each.
+    claimed, lead_statuses = ReviewTask.Status.CLAIMED, ", ".join(f"'{status}'" for status in ReviewTask.LEAD_STATUSES)
+    not_voted = f"NOT EXISTS (SELECT 1 FROM {verdicts} v WHERE v.task_id = {tasks}.id AND v.reviewer_id = %(user)s)"
+    conditions = [
+        f"status = '{claimed}' AND lease_expires_at < %(now)s AND {not_voted}",
+        f"status = '{ReviewTask.Status.OPEN}' AND {not_voted}",
+    ]
+    if lead:
+        conditions.insert(0, f"status IN ({lead_statuses}) AND (claimed_by_id IS NULL OR lease_expires_at < %(now)s)")
+    picks = ", ".join(
+        f"(SELECT id FROM {tasks} WHERE queue_id = %(queue)s AND {condition} "
+        "ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        for condition in conditions
+    )
+    columns = ", ".join(field.column for field in _CLAIM_FIELDS)
+    return (
+        f"WITH claimed AS (UPDATE {tasks} "
+        f"SET status = CASE WHEN status IN ({lead_statuses}) THEN status ELSE '{claimed}' END, "
+        "claimed_by_id = %(user)s, claimed_at = %(now)s, lease_expires_at = %(lease_until)s "
+        f"WHERE id = COALESCE({picks}) RETURNING {columns}) "
+        f"SELECT claimed.* FROM claimed JOIN {Recommendation._meta.db_table} r ON r.id = claimed.recommendation_id "
+        # SET LOCAL without a statement of its own: a claim lost in a crash only returns the item to the queue
+        # (with its claimed event, in the same transaction), so its commit need not wait for the WAL flush, and
+        # concurrent reviewers do not queue on fsync.
+        "WHERE set_config('synchronous_commit', 'off', true) = 'off' FOR UPDATE OF r"
+    )
+
+
+_CLAIM_NEXT = {
+    lead: PreparedQuery(
+        f"reviews_claim_next{'_lead' if lead else ''}",
+        _claim_next_sql(lead=lead),
+        ("queue", "user", "now", "lease_until"),
+    )
+    for lead in (False, True)
+}
+
+
 def review_task_claim_next(*, actor: Actor, queue: ReviewQueue) -> ReviewTask | None:
     """Claim the highest-priority, oldest claimable task of the queue; None when the queue is clear. A lead
     (lead_reviewqueue) gets escalated and adjudication items first; then items whose lease ran out (they were at
-    the head of the queue when claimed), then open items. Needs review_reviewqueue on the queue.
+    the head of the queue when claimed), then open items. A reviewer who already holds a live claim in the
+    queue gets it back. Needs review_reviewqueue on the queue. Consensus items the reviewer has voted on are
+    skipped.
 
-    On PostgreSQL a `SELECT … LIMIT 1 FOR UPDATE SKIP LOCKED` per kind of item (lead items, expired leases,
-    open) picks and locks the row, so concurrent reviewers neither wait for each other nor take the same item;
-    elsewhere (SQLite, where select_for_update does nothing) a candidate is claimed by a conditional update and
-    the next one tried when another reviewer won. Consensus items the reviewer has voted on are skipped."""
-    lead = _claim_permission(actor, queue, ReviewTask.Status.OPEN)
+    On PostgreSQL one statement picks with `SELECT … FOR UPDATE SKIP LOCKED` and claims (_claim_next_sql), so
+    concurrent reviewers neither wait for each other nor take the same item; elsewhere (SQLite, where
+    select_for_update does nothing) a candidate is claimed by a conditional update and the next one tried when
+    another reviewer won."""
     now = clock.now()
-    own = (
-        ReviewTask.objects.filter(
-            queue=queue, status__in=held_statuses(lead=lead), claimed_by=actor.user, lease_expires_at__gte=now
+    standing = claim_standing(user=actor.user, queue=queue, now=now)
+    if not standing.reviews:
+        raise PermissionDenied()
+    if standing.own_claim_id is not None:
+        return ReviewTask.objects.get(pk=standing.own_claim_id)
+    if connection.vendor != "postgresql":
+        return _claim_next_by_conditional_update(actor=actor, queue=queue, now=now, lead=standing.leads)
+    lease_until = now + queue.lease
+    params = {"queue": queue.pk, "user": actor.user.pk, "now": now, "lease_until": lease_until}
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            _CLAIM_NEXT[standing.leads].execute(cursor, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        task = ReviewTask.from_db(connection.alias, [field.attname for field in _CLAIM_FIELDS], row)
+        task.queue = queue
+        recommendation = Recommendation.from_db(connection.alias, ["id"], [task.recommendation_id])  # locked above
+        event_append(
+            recommendation=recommendation,
+            type=RecommendationEvent.Type.CLAIMED,
+            actor=actor,
+            payload={"queue": queue.name, "lease_until": lease_until},
         )
-        .order_by("-priority", "created_at", "pk")
-        .first()
-    )
-    if own is not None:
-        return own
+    return task
+
+
+def _claim_next_by_conditional_update(*, actor: Actor, queue: ReviewQueue, now, lead: bool) -> ReviewTask | None:
+    """Claim-next where select_for_update does nothing (SQLite): pick a candidate, claim it by review_task_claim's
+    conditional update, and try the next when another reviewer won."""
     # One condition per query: each is an ordered walk of the (queue, status, -priority, created_at) index,
     # where an OR of them would sort every open row of the queue.
     not_voted = ~Exists(ReviewVerdict.objects.filter(task=OuterRef("pk"), reviewer=actor.user))
@@ -108,33 +178,14 @@ def review_task_claim_next(*, actor: Actor, queue: ReviewQueue) -> ReviewTask | 
     if lead:
         conditions.insert(0, lead_claimable(now))
     tasks = ReviewTask.objects.filter(queue=queue).select_related("queue").order_by("-priority", "created_at", "pk")
-    if connection.vendor != "postgresql":
-        while True:  # each lost race means another reviewer claimed an item, so this ends
-            candidate = next(filter(None, (tasks.filter(c).first() for c in conditions)), None)
-            if candidate is None:
-                return None
-            try:
-                return review_task_claim(actor=actor, task=candidate)
-            except (Conflict, PermissionDenied):  # taken, or escalated meanwhile
-                continue
-    lease_until = now + queue.lease
-    with transaction.atomic():
-        # A claim lost in a crash only returns the item to the queue (with its claimed event, in the same
-        # transaction), so it need not wait for the WAL flush: concurrent reviewers do not queue on fsync.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        locked = tasks.select_for_update(skip_locked=True, of=("self",))
-        task = next(filter(None, (locked.filter(c).first() for c in conditions)), None)
-        if task is None:
+    while True:  # each lost race means another reviewer claimed an item, so this ends
+        candidate = next(filter(None, (tasks.filter(c).first() for c in conditions)), None)
+        if candidate is None:
             return None
-        if task.status not in ReviewTask.LEAD_STATUSES:
-            task.status = ReviewTask.Status.CLAIMED
-        task.claimed_by, task.claimed_at, task.lease_expires_at = actor.user, now, lease_until
-        task.save(update_fields=["status", "claimed_by", "claimed_at", "lease_expires_at"])
-        _claim_event(
-            actor=actor, task=task, type=RecommendationEvent.Type.CLAIMED, payload={"lease_until": lease_until}
-        )
-    return task
+        try:
+            return review_task_claim(actor=actor, task=candidate)
+        except (Conflict, PermissionDenied):  # taken, or escalated meanwhile
+            continue
 
 
 def review_task_lease_renew(*, actor: Actor, task: ReviewTask) -> ReviewTask:

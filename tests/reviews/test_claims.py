@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -11,8 +12,10 @@ from apps.core import clock
 from apps.core.actors import Actor
 from apps.core.exceptions import Conflict, PermissionDenied, ServiceError
 from apps.reviews import services
-from apps.reviews.models import ReviewTask, ReviewVerdict
+from apps.reviews.models import ReviewQueueUserObjectPermission, ReviewTask, ReviewVerdict
+from apps.workflows.events import chain_verify
 from apps.workflows.models import RecommendationEvent
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,15 +70,113 @@ def test_claim_next_takes_the_highest_priority_then_the_oldest(world, tasks, sec
 def test_claim_next_locks_with_skip_locked_on_postgresql_and_updates_conditionally_elsewhere(world, tasks):
     with CaptureQueriesContext(connection) as queries:
         _claim_next(world.reviewer, world.churn_queue)
-    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "ORDER BY" in q["sql"]]
-    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "reviews_reviewtask"')]
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("PREPARE")]
     if connection.vendor == "postgresql":
-        picks = [sql for sql in selects if "FOR UPDATE" in sql]
-        assert picks and all(sql.endswith('LIMIT 1 FOR UPDATE OF "reviews_reviewtask" SKIP LOCKED') for sql in picks)
-        assert len(updates) == 1 and '"claimed_by_id" IS NULL' not in updates[0]
+        # One statement picks and claims; what it runs is the session's prepared statement.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name = 'reviews_claim_next'")
+            (claim,) = cursor.fetchone()
+        assert claim.startswith("PREPARE reviews_claim_next AS WITH claimed AS (UPDATE reviews_reviewtask SET")
+        assert claim.count("LIMIT 1 FOR UPDATE SKIP LOCKED") == 2  # expired leases, then open items
+        assert claim.endswith("FOR UPDATE OF r")  # the recommendation, for its event chain
+        assert [sql.split("(")[0] for sql in statements if sql.startswith("EXECUTE")] == [
+            "EXECUTE reviews_claim_standing",
+            "EXECUTE reviews_claim_next",
+        ]
+        assert not any("reviews_reviewtask" in sql for sql in statements)  # no other read or write of tasks
+        # grants and own claim; BEGIN, claim, chain head, event, COMMIT
+        assert len(statements) == 6, statements
     else:
+        selects = [sql for sql in statements if sql.startswith("SELECT") and "ORDER BY" in sql]
+        updates = [sql for sql in statements if sql.startswith('UPDATE "reviews_reviewtask"')]
         assert not any("FOR UPDATE" in sql for sql in selects)
         assert len(updates) == 1 and '"lease_expires_at" <' in updates[0]  # WHERE still claimable
+
+
+def test_claim_next_returns_the_task_as_claimed_with_its_event_chained(world, tasks):
+    task = _claim_next(world.reviewer, world.churn_queue)
+    stored = ReviewTask.objects.get(pk=task.pk)
+    assert (task.status, task.claimed_by_id, task.claimed_at, task.lease_expires_at, task.recommendation_id) == (
+        stored.status,
+        world.reviewer.pk,
+        stored.claimed_at,
+        stored.lease_expires_at,
+        stored.recommendation_id,
+    )
+    if connection.vendor == "postgresql":
+        assert task.queue is world.churn_queue  # not fetched again
+    assert task.reasons == stored.reasons  # left out of the claim, read when asked for
+    (event,) = _events(task, RecommendationEvent.Type.CLAIMED)
+    assert event.actor_user == world.reviewer and event.at >= task.claimed_at
+    assert event.payload == {"queue": world.churn_queue.name, "lease_until": task.lease_expires_at.isoformat(" ")}
+    assert chain_verify(task.recommendation) is None
+
+
+def test_claim_next_needs_the_grant_to_the_user_or_their_group_or_a_superuser(world, tasks):
+    outsider = UserFactory()
+    with pytest.raises(PermissionDenied):
+        _claim_next(outsider, world.churn_queue)
+    grant = Permission.objects.get(codename="review_reviewqueue")
+    ReviewQueueUserObjectPermission.objects.create(user=outsider, permission=grant, content_object=world.churn_queue)
+    assert _claim_next(outsider, world.churn_queue) == tasks[2]
+    assert _claim_next(UserFactory(is_superuser=True), world.churn_queue) == tasks[0]
+    inactive = UserFactory(is_active=False)
+    inactive.groups.add(world.churn_reviewers)
+    with pytest.raises(PermissionDenied):
+        _claim_next(inactive, world.churn_queue)
+
+
+def test_a_held_lead_item_is_no_own_claim_once_the_lead_grant_is_gone(world, tasks, lead):
+    """A former lead still holding an escalated item is not sent back to it: they get the next open item."""
+    _hold(tasks[2], lead, status=S.ESCALATED)
+    assert _claim_next(lead, world.churn_queue) == tasks[2]  # a lead gets their own claim back
+    lead.groups.clear()
+    lead.groups.add(world.churn_reviewers)
+    assert _claim_next(lead, world.churn_queue) == tasks[0]
+
+
+@pytest.mark.django_db(transaction=True)  # SET LOCAL ends with the transaction, not a test's savepoint
+def test_a_claim_commits_without_waiting_for_the_wal_flush_and_only_the_claim(world, tasks):
+    """A lost claim only returns the item, so its transaction does not wait for the flush; the session's other
+    writes still do."""
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    during = []
+
+    def at_the_event_insert(execute, sql, params, many, context):
+        if sql.startswith('INSERT INTO "workflows_recommendationevent"'):
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                during.append(cursor.fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(at_the_event_insert):
+        assert _claim_next(world.reviewer, world.churn_queue) == tasks[2]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert (during, cursor.fetchone()[0]) == (["off"], "on")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_database_session_prepares_the_claim_again(world, tasks, second_reviewer):
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    assert _claim_next(world.reviewer, world.churn_queue) == tasks[2]
+    connection.close()  # the session and its prepared statements are gone
+    assert _claim_next(second_reviewer, world.churn_queue) == tasks[0]
+
+
+def test_without_server_side_cursors_claim_next_runs_plain_statements(world, tasks, settings):
+    """DISABLE_SERVER_SIDE_CURSORS (a pooler in transaction mode) also means no session-prepared statements."""
+    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            assert _claim_next(world.reviewer, world.churn_queue) == tasks[2]
+    finally:
+        del connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"]
+    assert not any(q["sql"].startswith(("PREPARE", "EXECUTE")) for q in queries.captured_queries)
+    if connection.vendor == "postgresql":
+        assert any("FOR UPDATE SKIP LOCKED" in q["sql"] for q in queries.captured_queries)
 
 
 def test_claim_next_returns_the_reviewers_own_live_claim(world, tasks):

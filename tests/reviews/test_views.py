@@ -211,6 +211,17 @@ def test_claim_next_with_htmx_answers_a_client_redirect(reviewer_client, world, 
     assert response["HX-Redirect"] == reverse("reviews:task-detail", args=[task.pk])
 
 
+def test_claim_next_on_a_queue_not_granted_or_not_there_is_a_404(reviewer_client, world, queued_recommendation):
+    task = queued_recommendation(world.replies).review_task
+    not_granted, not_there = (
+        reviewer_client.post(reverse("reviews:claim-next", args=[pk])) for pk in (world.replies_queue.pk, 999_999)
+    )
+    assert not_granted.status_code == not_there.status_code == 404
+    assert not_granted.content == not_there.content  # nothing tells a queue that exists from one that does not
+    task.refresh_from_db()
+    assert task.claimed_by is None
+
+
 def test_claim_next_on_a_clear_queue_goes_back_with_a_message(reviewer_client, world):
     response = reviewer_client.post(reverse("reviews:claim-next", args=[world.churn_queue.pk]), follow=True)
 
